@@ -1,0 +1,165 @@
+"""``python -m bench``: run | ls (sweep, report, data and perf arrive with their issues).
+
+Bad input prints one line and exits 2; a run that fails is recorded as failed and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from bench.errors import BenchError, RunFailed
+
+log = logging.getLogger("bench")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+def results_table(record, title: str):
+    from rich.table import Table
+
+    test = record[(record["split"] == "test")]
+    table = Table(title=title)
+    for col in ("metric", "target", "value"):
+        table.add_column(col, justify="right" if col == "value" else "left")
+    for r in test.itertuples():
+        value = "n/a" if r.status == "not_applicable" or math.isnan(r.value) else f"{r.value:.4f}"
+        table.add_row(r.metric, r.target, value)
+    return table
+
+
+class Progress:
+    """A rich progress bar over the steps of all epochs (silent when stdout is not a terminal, except one
+    line per epoch)."""
+
+    def __init__(self, console, epochs: int):
+        self.console, self.epochs = console, epochs
+        self.bar = None
+
+    def __call__(self, ev: dict) -> None:
+        if ev["event"] == "step":
+            if self.bar is None and self.console.is_terminal:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+
+                self.bar = RichProgress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                                        TextColumn("{task.description}"), TimeRemainingColumn(),
+                                        console=self.console, transient=True)
+                self.bar.start()
+                self.task = self.bar.add_task("", total=ev["steps"] * self.epochs,
+                                              completed=ev["steps"] * ev["epoch"])
+            if self.bar is not None:
+                self.bar.update(self.task, advance=1, description=f"epoch {ev['epoch'] + 1}/{self.epochs} loss {ev['loss']:.3f}")
+        elif ev["event"] == "epoch":
+            val = f" val_loss {ev['val_loss']:.4f}" if "val_loss" in ev else ""
+            self.console.print(f"epoch {ev['epoch'] + 1}/{ev['epochs']}: train_loss {ev['train_loss']:.4f}{val}")
+            if ev["epoch"] + 1 == ev["epochs"]:
+                self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.compose import compose
+    from bench.run import resolve_spec, run_one
+    from bench.spec import compute_run_id
+    from bench.store import ResultStore
+
+    cfg = compose(args.overrides)
+    spec = resolve_spec(cfg)
+    store = ResultStore(args.results or cfg.get("results_dir") or "results", cfg.get("index_url"))
+    run_id = compute_run_id(spec)
+    console = _console()
+    label = f"{spec['method']['name']} on {spec['benchmark']['name']} (obs_ratio={spec['obs_ratio']}, seed={spec['seed']})"
+    if store.is_done(run_id) and not args.force:
+        console.print(f"already done: {label}, run {run_id}; showing the stored result (--force retrains)")
+        outcome_record = store.get(run_id)
+    else:
+        console.print(f"training {label}, run {run_id}")
+        progress = Progress(console, spec["trainer"]["epochs"])
+        try:
+            outcome = run_one(spec, store, force=args.force, progress=progress)
+        finally:
+            progress.close()
+        outcome_record = outcome.record
+        console.print(f"done in {outcome.wall_s:.1f} s")
+    console.print(results_table(outcome_record, f"{label}: test metrics"))
+    console.print(f"record: {store.record_path(run_id)}")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from bench.registry import BENCHMARKS, METHODS, METRICS
+
+    what = args.what
+    console = _console()
+    if what in ("methods", "all"):
+        t = Table(title="methods")
+        for c in ("name", "kind", "version", "capabilities"):
+            t.add_column(c)
+        for name, cls in METHODS.items():
+            t.add_row(name, cls.kind, str(cls.version), ", ".join(("loss", "embed") + cls.capabilities()))
+        console.print(t)
+    if what in ("benchmarks", "all"):
+        t = Table(title="benchmarks")
+        for c in ("name", "modalities", "classes", "default metrics"):
+            t.add_column(c)
+        for name, cls in BENCHMARKS.items():
+            spec = cls().spec()
+            mods = ", ".join(f"{m.name} {m.kind} {'x'.join(map(str, m.shape))}" for m in spec.modalities)
+            t.add_row(name, mods, str(spec.n_classes), ", ".join(spec.default_metrics))
+        console.print(t)
+    if what in ("metrics", "all"):
+        t = Table(title="metrics")
+        for c in ("name", "better", "needs", "description"):
+            t.add_column(c)
+        for name, info in METRICS.items():
+            t.add_row(name, "higher" if info.higher_is_better else "lower", ", ".join(info.needs), info.description)
+        console.print(t)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description="mmrl-bench: benchmark multimodal representation learning")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="train and evaluate one run (method x benchmark x obs_ratio x seed)",
+                       description="Hydra overrides, e.g. method=mvae benchmark=digits-ms obs_ratio=0.5 seed=0 trainer.epochs=5")
+    r.add_argument("overrides", nargs="*", help="key=value Hydra overrides")
+    r.add_argument("--force", action="store_true", help="retrain even if the store already has this run")
+    r.add_argument("--results", help="results folder (default: results_dir in the config, $MMRL_RESULTS or ./results)")
+    r.set_defaults(func=cmd_run)
+    ls = sub.add_parser("ls", help="list registered methods, benchmarks or metrics")
+    ls.add_argument("what", nargs="?", default="all", choices=("methods", "benchmarks", "metrics", "all"))
+    ls.set_defaults(func=cmd_ls)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except RunFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,11 @@
+"""The embedded offline benchmarks (DATASETS.md "The embedded suite"): importing this package registers them."""
+
+from bench.data.embedded import (  # noqa: F401  (imported for registration)
+    breast_cancer,
+    digits_caption,
+    digits_ms,
+    digits_poly5,
+    digits_seg,
+    ggm_synth,
+    mfeat6,
+)

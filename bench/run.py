@@ -1,0 +1,137 @@
+"""One run end to end: resolve the spec, claim it, train, evaluate, store (DESIGN.md "One run, end to end")."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench.config import config_dict, make_config
+from bench.data.splits import check_obs_ratio, load_splits, PROTOCOLS
+from bench.errors import BenchError, RunFailed
+from bench.eval.context import EvalContext
+from bench.eval.evaluate import evaluate
+from bench.records import make_rows
+from bench.registry import BENCHMARKS, METHODS, METRICS
+from bench.spec import RunSpec, compute_run_id, derive_seed
+from bench.store import ResultStore
+from bench.train.config import EvalConfig, TrainerConfig
+from bench.train.loop import train
+
+log = logging.getLogger(__name__)
+
+
+def _named(section: dict, what: str, registry) -> tuple[type, dict]:
+    section = dict(section or {})
+    name = section.pop("name", None)
+    if not name:
+        raise BenchError(f"no {what} given; valid: {', '.join(registry.names())}")
+    cls = registry.get(name)
+    cfg = make_config(cls.Config, section, f"{what} {name}")
+    return cls, {"name": name, "version": int(cls.version), "config": config_dict(cfg)}
+
+
+def resolve_spec(cfg: dict) -> dict:
+    """A composed config (plain dict) -> the fully resolved, validated RunSpec dict. Raises BenchError."""
+    allowed = {"method", "benchmark", "trainer", "eval", "obs_ratio", "missing", "seed", "suite", "debug",
+               "results_dir", "index_url"}
+    unknown = set(cfg) - allowed
+    if unknown:
+        raise BenchError(f"unknown top-level option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(allowed))}")
+    _, method = _named(cfg.get("method"), "method", METHODS)
+    bench_cls, bench = _named(cfg.get("benchmark"), "benchmark", BENCHMARKS)
+    trainer = config_dict(make_config(TrainerConfig, cfg.get("trainer"), "trainer"))
+    ev = config_dict(make_config(EvalConfig, cfg.get("eval"), "eval"))
+    for m in ev["metrics"] or []:
+        METRICS.get(m)
+    missing = cfg.get("missing", "paired")
+    if missing not in PROTOCOLS:
+        raise BenchError(f"unknown missing protocol {missing!r}; valid: {', '.join(PROTOCOLS)}")
+    try:
+        seed = int(cfg.get("seed", 0))
+    except (TypeError, ValueError):
+        raise BenchError(f"seed must be an integer, got {cfg.get('seed')!r}") from None
+    spec = RunSpec(method=method, benchmark=bench, obs_ratio=check_obs_ratio(cfg.get("obs_ratio", 1.0)), seed=seed,
+                   trainer=trainer, eval=ev, missing=missing, suite=str(cfg.get("suite", "adhoc")),
+                   debug={k: v for k, v in (cfg.get("debug") or {}).items() if v is not None})
+    return spec.to_dict()
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str          # "done" | "cached"
+    record: pd.DataFrame
+    wall_s: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def run_one(spec: dict, store: ResultStore, force: bool = False,
+            progress: Callable[[dict], None] | None = None) -> RunOutcome:
+    """Train and evaluate one resolved spec unless the store has it. Failures are recorded and re-raised as
+    :class:`RunFailed`; nothing partial is written."""
+    run_id = compute_run_id(spec)
+    if store.is_done(run_id) and not force:
+        return RunOutcome(run_id, "cached", store.get(run_id))
+    meta = {"method": spec["method"]["name"], "benchmark": spec["benchmark"]["name"],
+            "obs_ratio": spec["obs_ratio"], "seed": spec["seed"], "suite": spec.get("suite", "")}
+    if not store.claim(run_id, meta, force=force):
+        row = store.index_row(run_id) or {}
+        raise BenchError(f"run {run_id} is being trained by another process ({row.get('owner', '?')}); "
+                         "wait for it or use another results folder")
+    t0 = time.perf_counter()
+    if force:  # retrain from scratch, not from the finished run's last checkpoint
+        shutil.rmtree(store.checkpoint_dir(run_id), ignore_errors=True)
+    try:
+        store.mark(run_id, "running")
+        record = _execute(spec, run_id, store, progress)
+    except KeyboardInterrupt:
+        store.release(run_id)
+        raise
+    except Exception as e:
+        msg = f"{type(e).__name__}: {e}"
+        store.mark(run_id, "failed", error=msg + "\n" + traceback.format_exc(limit=20))
+        raise RunFailed(f"run {run_id} failed: {msg}") from e
+    return RunOutcome(run_id, "done", record, time.perf_counter() - t0)
+
+
+def _execute(spec: dict, run_id: str, store: ResultStore, progress) -> pd.DataFrame:
+    t0 = time.perf_counter()
+    method_cls = METHODS.get(spec["method"]["name"])
+    bench_cls = BENCHMARKS.get(spec["benchmark"]["name"])
+    benchmark = bench_cls(make_config(bench_cls.Config, spec["benchmark"]["config"], "benchmark"))
+    bspec = benchmark.spec()
+    trainer = spec["trainer"]
+    train_ds, val_ds, test_ds = load_splits(benchmark, spec["obs_ratio"], spec["seed"], spec.get("missing", "paired"),
+                                            val_fraction=trainer["val_fraction"])
+    seed_everything(derive_seed(run_id, "init"))
+    method = method_cls(bspec, make_config(method_cls.Config, spec["method"]["config"], "method"))
+    result = train(method, train_ds, val_ds, trainer, run_id, ckpt_dir=store.checkpoint_dir(run_id),
+                   progress=progress if trainer.get("progress", True) else None, debug=spec.get("debug"))
+    if "fit_after" in method.capabilities():
+        method.fit_after(train_ds)
+    metric_names = list(spec["eval"]["metrics"] or bspec.default_metrics)
+    device = next(method.parameters()).device
+    ctx = EvalContext(method, bspec, train_ds, test_ds, spec["eval"], seed=derive_seed(run_id, "eval") % 2**31,
+                      device=device)
+    seed_everything(derive_seed(run_id, "eval"))
+    rows = evaluate(ctx, metric_names)
+    for h in result.history:
+        for key, split in (("train_loss", "train"), ("val_loss", "val")):
+            if key in h:
+                rows.append({"metric": "loss", "target": "", "epoch": int(h["epoch"]), "value": h[key],
+                             "higher_is_better": False, "split": split, "status": "done"})
+    record = make_rows(spec, run_id, method_cls.kind, rows, epoch=result.epochs, wall_s=time.perf_counter() - t0)
+    store.put(run_id, spec, record)
+    return record

@@ -1,0 +1,1 @@
+"""The DeepSpeed training loop, checkpoints and progress (:mod:`bench.train.loop`)."""

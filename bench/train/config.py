@@ -1,0 +1,39 @@
+"""Typed trainer and evaluation options (the ``trainer`` and ``eval`` config groups)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    device: str = "auto"          # auto | cpu | cuda
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    gradient_clipping: float = 0.0
+    zero_stage: int = 0           # used on GPU; CPU always runs ZeRO-0 in fp32
+    precision: str = "fp32"       # fp32 | bf16 (GPU)
+    val_fraction: float = 0.1
+    progress: bool = True
+    keep_checkpoints: int = 1
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"trainer.device must be auto, cpu or cuda, got {self.device!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"trainer.precision must be fp32 or bf16, got {self.precision!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("trainer.epochs and trainer.batch_size must be at least 1")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"trainer.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.zero_stage not in (0, 1, 2, 3):
+            raise ValueError(f"trainer.zero_stage must be 0, 1, 2 or 3, got {self.zero_stage}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    metrics: tuple[str, ...] | None = None   # None = the benchmark's default metrics
+    probe_max_train: int | None = 5000
+    batch_size: int = 512

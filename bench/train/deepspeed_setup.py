@@ -1,0 +1,73 @@
+"""Everything needed to call ``deepspeed.initialize`` in a plain process (RAY_DEEPSPEED.md).
+
+* the five torch.distributed variables, with a free port, unless a process group already exists (Ray Train);
+* the shared-memory comm op build patched out (a hidden 55-120 s compile on first use, results unchanged);
+* a torch optimizer (``torch_adam``) so nothing is compiled, and ``gradient_clipping`` always set explicitly
+  (DeepSpeed's default of 1.0 would silently clip).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def import_deepspeed():
+    os.environ.setdefault("DS_ACCELERATOR", "cuda" if _cuda() else "cpu")
+    import deepspeed
+    import deepspeed.comm.torch  # noqa: F401  (the module object is patched through sys.modules below)
+
+    # `import deepspeed.comm.torch as m` would bind the real torch package: patch through sys.modules
+    sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
+    for name in ("DeepSpeed", "deepspeed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return deepspeed
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def ensure_dist_env() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return  # a launcher (torchrun, Ray Train, deepspeed) owns the rendezvous
+    # a single process always takes a fresh port: an inherited MASTER_PORT may belong to a parent that still
+    # holds it (a test process starting the CLI, a driver starting a trial)
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+
+
+def ds_config(trainer: dict[str, Any], use_cuda: bool) -> dict:
+    """The DeepSpeed config of a run from its ``trainer`` section: CPU is fp32 ZeRO-0; GPU uses the group's
+    precision and ZeRO stage."""
+    zero = int(trainer.get("zero_stage", 0)) if use_cuda else 0
+    cfg = {
+        "train_micro_batch_size_per_gpu": int(trainer["batch_size"]),
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": float(trainer.get("gradient_clipping", 0.0)),
+        "optimizer": {
+            "type": "AdamW" if float(trainer.get("weight_decay", 0.0)) > 0 else "Adam",
+            "params": {"lr": float(trainer["lr"]), "weight_decay": float(trainer.get("weight_decay", 0.0)),
+                       "torch_adam": True},
+        },
+        "zero_optimization": {"stage": zero},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if use_cuda and trainer.get("precision", "fp32") == "bf16":
+        cfg["bf16"] = {"enabled": True}
+    return cfg

@@ -1,0 +1,1 @@
+"""The seed methods (CM-GLasso, PMRL, DCMEM) register themselves here as they land."""

@@ -1,0 +1,1 @@
+"""Leaderboard reports read from the result store (issue "Reports")."""

@@ -1,0 +1,1 @@
+"""Suites, search spaces and the Hydra config tree (``sweeps/conf``)."""
