@@ -1,4 +1,4 @@
-"""``python -m bench``: run | ls (sweep, report, data and perf arrive with their issues).
+"""``python -m bench``: sweep | run | ls (report, data and perf arrive with their issues).
 
 Bad input prints one line and exits 2; a run that fails is recorded as failed and exits 1.
 """
@@ -59,7 +59,7 @@ class Progress:
             if self.bar is not None:
                 self.bar.update(self.task, advance=1, description=f"epoch {ev['epoch'] + 1}/{self.epochs} loss {ev['loss']:.3f}")
         elif ev["event"] == "epoch":
-            val = f" val_loss {ev['val_loss']:.4f}" if "val_loss" in ev else ""
+            val = f" val_loss {ev['val_loss']:.4f} val_probe {ev['val_probe']:.3f}" if "val_loss" in ev else ""
             self.console.print(f"epoch {ev['epoch'] + 1}/{ev['epochs']}: train_loss {ev['train_loss']:.4f}{val}")
             if ev["epoch"] + 1 == ev["epochs"]:
                 self.close()
@@ -87,16 +87,97 @@ def cmd_run(args: argparse.Namespace) -> int:
         outcome_record = store.get(run_id)
     else:
         console.print(f"training {label}, run {run_id}")
-        progress = Progress(console, spec["trainer"]["epochs"])
+        progress = Progress(console, spec["trainer"]["epochs"]) if spec["trainer"]["progress"] else None
         try:
             outcome = run_one(spec, store, force=args.force, progress=progress)
         finally:
-            progress.close()
+            if progress:
+                progress.close()
         outcome_record = outcome.record
         console.print(f"done in {outcome.wall_s:.1f} s")
     console.print(results_table(outcome_record, f"{label}: test metrics"))
     console.print(f"record: {store.record_path(run_id)}")
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from bench.store import ResultStore
+    from sweeps.driver import dry_run_rows, run_sweep
+    from sweeps.plan import make_plan
+    from sweeps.progress import SweepDisplay
+    from sweeps.suite import load_suite
+
+    suite = load_suite(args.suite)
+    plan = make_plan(suite, tuple(args.overrides))
+    root = Path(args.results or os.environ.get("MMRL_RESULTS") or "results")
+    console = _console()
+    console.print(f"suite {suite.name}: {len(plan.cells)} cells x {len(suite.seeds)} seeds"
+                  + (f", tuning {suite.tune.n_trials} trials per cell" if suite.tune else ", no tuning"))
+    if plan.missing_methods:
+        console.print(f"missing (not registered yet): methods {', '.join(plan.missing_methods)}")
+    if plan.missing_benchmarks:
+        console.print(f"missing (not registered yet): benchmarks {', '.join(plan.missing_benchmarks)}")
+    if args.dry_run:
+        store = ResultStore(root, args.index_url)
+        t = Table(title=f"suite {suite.name}: final runs")
+        for c in ("run", "run_id", "status"):
+            t.add_column(c)
+        rows = dry_run_rows(plan, store)
+        for row in rows:
+            t.add_row(*row)
+        console.print(t)
+        counts = {s: sum(r[2] == s for r in rows) for s in sorted({r[2] for r in rows})}
+        console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
+        return 0
+    result = run_sweep(plan, root, index_url=args.index_url, optuna_url=args.optuna_storage, address=args.address,
+                       num_cpus=args.cpus, fresh=args.fresh, display=SweepDisplay(console))
+    console.print(f"sweep {suite.name}: {result.count('done')} trained, {result.count('cached')} already done, "
+                  f"{result.count('failed')} failed, {result.count('busy')} held by another driver, "
+                  f"in {result.wall_s:.0f} s")
+    _write_sweep_report(console, plan, root, args.index_url, result)
+    bad = [r for r in result.runs if r.status not in ("done", "cached")]
+    for r in bad:
+        console.print(f"{r.status}: {r.label} ({r.run_id}): {r.error.splitlines()[0] if r.error else ''}")
+    if bad:
+        print(f"error: {len(bad)} of {len(result.runs)} runs did not finish: "
+              + ", ".join(f"{r.label} ({r.status})" for r in bad), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _write_sweep_report(console, plan, root: Path, index_url, result) -> None:
+    """The suite's report when the reports module is present, else a summary table of the final runs."""
+    from bench.store import ResultStore
+
+    store = ResultStore(root, index_url)
+    try:
+        from reports.build import report_from_store
+    except ImportError:
+        report_from_store = None
+    if report_from_store is not None:
+        import pandas as pd
+
+        expected = pd.DataFrame([{"method": s["method"]["name"], "benchmark": s["benchmark"]["name"],
+                                  "obs_ratio": s["obs_ratio"], "seed": s["seed"]} for s in result.specs])
+        paths = report_from_store(store, root / "report" / plan.suite.name, suite=plan.suite.name, expected=expected,
+                                  config={"suite": plan.suite.__dict__ | {"source": plan.suite.source}})
+        console.print(f"report: {paths.get('html', root / 'report' / plan.suite.name)}")
+        return
+    from rich.table import Table
+
+    t = Table(title=f"suite {plan.suite.name}: test metrics of the final runs (joint)")
+    for c in ("run", "status", "probe_linear", "probe_mlp", "kmeans_acc"):
+        t.add_column(c)
+    for r in result.runs:
+        rec = store.get(r.run_id)
+        vals = {}
+        if rec is not None:
+            test = rec[(rec["split"] == "test") & (rec["target"] == "joint")]
+            vals = dict(zip(test["metric"], test["value"]))
+        t.add_row(r.label, r.status, *(f"{vals[m]:.3f}" if m in vals else "-" for m in ("probe_linear", "probe_mlp", "kmeans_acc")))
+    console.print(t)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -142,6 +223,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="retrain even if the store already has this run")
     r.add_argument("--results", help="results folder (default: results_dir in the config, $MMRL_RESULTS or ./results)")
     r.set_defaults(func=cmd_run)
+    sw = sub.add_parser("sweep", help="run a suite: tune (Ray Tune + Optuna + ASHA) then final runs for every seed",
+                        description="Runs done in the results folder are never trained again; re-running a killed "
+                                    "sweep finishes what is left.")
+    sw.add_argument("overrides", nargs="*", help="key=value Hydra overrides applied to every run")
+    sw.add_argument("--suite", default="quick", help="quick (default), embedded, paper, or a path to a suite .yaml")
+    sw.add_argument("--address", help="join the Ray cluster at HOST:PORT instead of starting a local one")
+    sw.add_argument("--results", help="results folder (default: $MMRL_RESULTS or ./results)")
+    sw.add_argument("--index-url", help="SQLAlchemy URL of the run index (default: SQLite in the results folder)")
+    sw.add_argument("--optuna-storage", help="Optuna RDB storage URL (default: SQLite in the results folder)")
+    sw.add_argument("--cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    sw.add_argument("--fresh", action="store_true", help="start new Optuna studies for this suite's cells")
+    sw.add_argument("--dry-run", action="store_true", help="print the runs as new / done / failed and exit")
+    sw.set_defaults(func=cmd_sweep)
     ls = sub.add_parser("ls", help="list registered methods, benchmarks or metrics")
     ls.add_argument("what", nargs="?", default="all", choices=("methods", "benchmarks", "metrics", "all"))
     ls.set_defaults(func=cmd_ls)

@@ -23,6 +23,21 @@ def _check_overrides(overrides: Sequence[str]) -> None:
             reg.get(value)  # raises UnknownName with the valid names and a close match
 
 
+def _check_keys(overrides: Sequence[str], base: dict) -> None:
+    """A dotted override must name an existing key (Hydra's own message says only 'Could not override')."""
+    for ov in overrides:
+        key = ov.partition("=")[0]
+        if key[:1] in "+~" or "." not in key:
+            continue
+        node, parts = base, key.split(".")
+        for i, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                parent = ".".join(parts[:i])
+                valid = sorted(f"{parent}.{k}" for k in node) if isinstance(node, dict) else []
+                raise BenchError(f"unknown option {key!r}; valid: {', '.join(valid) or '(none)'}")
+            node = node[part]
+
+
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> dict:
     from hydra import compose as hydra_compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
@@ -35,6 +50,8 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> dict:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+            groups = [ov for ov in overrides if "." not in ov.partition("=")[0]]
+            _check_keys(overrides, OmegaConf.to_container(hydra_compose(config_name=config_name, overrides=groups)))
             cfg = hydra_compose(config_name=config_name, overrides=overrides)
         return OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException) as e:

@@ -21,6 +21,7 @@ SCHEMA = pa.schema([
     ("run_id", pa.string()),
     ("schema_version", pa.int32()),
     ("suite", pa.string()),
+    ("phase", pa.string()),         # "final" (feeds leaderboards) | "tune" (a search trial)
     ("method", pa.string()),
     ("kind", pa.string()),          # "method" | "baseline"
     ("benchmark", pa.string()),
@@ -80,6 +81,7 @@ def make_rows(spec: dict, run_id: str, kind: str, results: Iterable[dict[str, An
         "run_id": run_id,
         "schema_version": SCHEMA_VERSION,
         "suite": spec.get("suite", ""),
+        "phase": spec.get("phase", "final"),
         "method": spec["method"]["name"],
         "kind": kind,
         "benchmark": spec["benchmark"]["name"],

@@ -40,7 +40,7 @@ def _named(section: dict, what: str, registry) -> tuple[type, dict]:
 
 def resolve_spec(cfg: dict) -> dict:
     """A composed config (plain dict) -> the fully resolved, validated RunSpec dict. Raises BenchError."""
-    allowed = {"method", "benchmark", "trainer", "eval", "obs_ratio", "missing", "seed", "suite", "debug",
+    allowed = {"method", "benchmark", "trainer", "eval", "obs_ratio", "missing", "seed", "suite", "phase", "debug",
                "results_dir", "index_url"}
     unknown = set(cfg) - allowed
     if unknown:
@@ -60,8 +60,20 @@ def resolve_spec(cfg: dict) -> dict:
         raise BenchError(f"seed must be an integer, got {cfg.get('seed')!r}") from None
     spec = RunSpec(method=method, benchmark=bench, obs_ratio=check_obs_ratio(cfg.get("obs_ratio", 1.0)), seed=seed,
                    trainer=trainer, eval=ev, missing=missing, suite=str(cfg.get("suite", "adhoc")),
+                   phase=_phase(cfg.get("phase", "final")),
                    debug={k: v for k, v in (cfg.get("debug") or {}).items() if v is not None})
     return spec.to_dict()
+
+
+# per-epoch history -> record rows: (history key, metric, split, higher_is_better)
+HISTORY_ROWS = (("train_loss", "loss", "train", False), ("val_loss", "loss", "val", False),
+                ("val_probe", "probe_split_half", "val", True))
+
+
+def _phase(phase: str) -> str:
+    if phase not in ("final", "tune"):
+        raise BenchError(f"phase must be final or tune, got {phase!r}")
+    return phase
 
 
 @dataclass
@@ -118,7 +130,7 @@ def _execute(spec: dict, run_id: str, store: ResultStore, progress) -> pd.DataFr
     seed_everything(derive_seed(run_id, "init"))
     method = method_cls(bspec, make_config(method_cls.Config, spec["method"]["config"], "method"))
     result = train(method, train_ds, val_ds, trainer, run_id, ckpt_dir=store.checkpoint_dir(run_id),
-                   progress=progress if trainer.get("progress", True) else None, debug=spec.get("debug"))
+                   progress=progress, debug=spec.get("debug"))
     if "fit_after" in method.capabilities():
         method.fit_after(train_ds)
     metric_names = list(spec["eval"]["metrics"] or bspec.default_metrics)
@@ -128,10 +140,10 @@ def _execute(spec: dict, run_id: str, store: ResultStore, progress) -> pd.DataFr
     seed_everything(derive_seed(run_id, "eval"))
     rows = evaluate(ctx, metric_names)
     for h in result.history:
-        for key, split in (("train_loss", "train"), ("val_loss", "val")):
+        for key, metric, split, higher in HISTORY_ROWS:
             if key in h:
-                rows.append({"metric": "loss", "target": "", "epoch": int(h["epoch"]), "value": h[key],
-                             "higher_is_better": False, "split": split, "status": "done"})
+                rows.append({"metric": metric, "target": "", "epoch": int(h["epoch"]), "value": h[key],
+                             "higher_is_better": higher, "split": split, "status": "done"})
     record = make_rows(spec, run_id, method_cls.kind, rows, epoch=result.epochs, wall_s=time.perf_counter() - t0)
     store.put(run_id, spec, record)
     return record

@@ -89,6 +89,7 @@ class RunSpec:
     eval: dict
     missing: str = "paired"
     suite: str = "adhoc"
+    phase: str = "final"     # "final" runs feed leaderboards; "tune" trials only inform the search
     debug: dict = field(default_factory=dict)
     spec_version: int = SPEC_VERSION
 
@@ -103,13 +104,14 @@ class RunSpec:
             "trainer": self.trainer,
             "eval": self.eval,
             "suite": self.suite,
+            "phase": self.phase,
             "debug": self.debug,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "RunSpec":
         known = {"spec_version", "method", "benchmark", "obs_ratio", "missing", "seed", "trainer", "eval",
-                 "suite", "debug"}
+                 "suite", "phase", "debug"}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown run-spec keys {sorted(unknown)}; valid: {sorted(known)}")

@@ -127,3 +127,17 @@ def probe_accuracy(
         warnings.simplefilter("ignore", category=ConvergenceWarning)
         model.fit(Z_train, y_train)
     return float(np.mean(model.predict(Z_test) == y_test))
+
+
+def split_half_probe(Z: Any, y: Any, seed: int = 0) -> float:
+    """Linear-probe accuracy within one labelled set: fit on one stratified half, score the other, both ways.
+
+    The per-epoch validation metric: it needs no training embeddings, so it costs one pass over the small
+    validation split, and unlike the validation loss it is comparable across hyperparameters (a smaller beta
+    lowers the loss without improving the representation)."""
+    from bench.data.splits import stratified_split
+
+    Z = as_embeddings(Z, "Z")
+    y = as_labels(y, Z.shape[0], "y")
+    a, b = stratified_split(y, 0.5, seed)
+    return 0.5 * (probe_accuracy(Z[a], y[a], Z[b], y[b], "linear", seed) + probe_accuracy(Z[b], y[b], Z[a], y[a], "linear", seed))

@@ -87,6 +87,21 @@ def evaluate_loss(module: torch.nn.Module, ds: MultimodalDataset, batch_size: in
     return total / max(n, 1)
 
 
+def evaluate_probe(module: torch.nn.Module, ds: MultimodalDataset, batch_size: int, device, dtype, seed: int) -> float:
+    """Split-half linear-probe accuracy of the joint representation of a validation set."""
+    from threadpoolctl import threadpool_limits
+
+    from bench.eval.representation import split_half_probe
+
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        z = torch.cat([module.embed(to_device(b, device, dtype))["joint"].float().cpu() for b in ds.batches(batch_size)])
+    module.train(was_training)
+    with threadpool_limits(1):
+        return split_half_probe(z.numpy(), ds.labels.numpy(), seed % 2**31)
+
+
 def train(method: torch.nn.Module, train_ds: MultimodalDataset, val_ds: MultimodalDataset | None, trainer: dict,
           run_id: str, ckpt_dir: Path | None = None, progress: Callable[[dict], None] | None = None,
           debug: dict | None = None) -> TrainResult:
@@ -145,6 +160,7 @@ def train(method: torch.nn.Module, train_ds: MultimodalDataset, val_ds: Multimod
             entry["val_loss"] = evaluate_loss(module, val_ds, bs, device, dtype, derive_seed(run_id, "val"))
             if not math.isfinite(entry["val_loss"]):
                 raise NonFiniteLoss(f"validation loss is {entry['val_loss']} at epoch {epoch}")
+            entry["val_probe"] = evaluate_probe(module, val_ds, bs, device, dtype, derive_seed(run_id, "val-probe"))
         result.history.append(entry)
         result.samples += seen
         if ckpt_dir is not None:

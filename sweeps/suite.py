@@ -1,0 +1,143 @@
+"""Suites: which methods, benchmarks, observation ratios and seeds a sweep covers, with budgets.
+
+A suite is a YAML file, either one of ``sweeps/conf/suite/<name>.yaml`` or any path. Schema::
+
+    name: quick
+    description: one line
+    methods: [mvae, {name: mopoe, overrides: [method.beta=2.0]}]
+    benchmarks: [digits-ms, {name: mfeat6, overrides: [trainer.epochs=20]}]
+    obs_ratios: [1.0, 0.5]
+    seeds: [0]
+    overrides: [trainer.epochs=5]      # Hydra overrides applied to every run
+    tune:                              # null = no tuning phase: the defaults are final
+      n_trials: 8                      # Optuna trials per cell
+      epochs: 5                        # budget of a trial (ASHA's max_t)
+      grace_period: 1
+      reduction_factor: 2
+      metric: probe_split_half         # validation metric reported each epoch (ASHA + Optuna)
+    resources: {cpu: 1, gpu: 0}        # per run
+    max_retries: 1                     # a failing run is retried this often, then recorded failed
+    search:                            # optional: a method's search space for this suite, replacing
+      mvae: {method.beta: {uniform: [0.5, 2.0]}}   # sweeps/conf/search/<method>.yaml
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.errors import BenchError
+
+SUITE_DIR = Path(__file__).resolve().parent / "conf" / "suite"
+TUNE_METRICS = {"probe_split_half": ("val_probe", "max"), "loss": ("val_loss", "min")}
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TuneBudget:
+    n_trials: int
+    epochs: int
+    grace_period: int = 1
+    reduction_factor: int = 2
+    metric: str = "probe_split_half"
+
+    @property
+    def report_key(self) -> str:
+        return TUNE_METRICS[self.metric][0]
+
+    @property
+    def mode(self) -> str:
+        return TUNE_METRICS[self.metric][1]
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    methods: tuple[Entry, ...]
+    benchmarks: tuple[Entry, ...]
+    obs_ratios: tuple[float, ...]
+    seeds: tuple[int, ...]
+    overrides: tuple[str, ...] = ()
+    tune: TuneBudget | None = None
+    resources: dict = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
+    max_retries: int = 1
+    search: dict = field(default_factory=dict)
+    description: str = ""
+    source: str = ""
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
+
+
+def _entries(values: Any, what: str, where: str) -> tuple[Entry, ...]:
+    if not isinstance(values, list) or not values:
+        raise BenchError(f"suite {where}: {what} must be a non-empty list")
+    out = []
+    for v in values:
+        if isinstance(v, str):
+            out.append(Entry(v))
+        elif isinstance(v, dict) and set(v) <= {"name", "overrides"} and "name" in v:
+            out.append(Entry(str(v["name"]), tuple(map(str, v.get("overrides") or ()))))
+        else:
+            raise BenchError(f"suite {where}: bad {what} entry {v!r}; give a name or {{name: ..., overrides: [...]}}")
+    return tuple(out)
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        if name_or_path not in suite_names():
+            close = difflib.get_close_matches(name_or_path, suite_names(), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise BenchError(f"unknown suite {name_or_path!r}{hint} valid: {', '.join(suite_names())} "
+                             "(or a path to a suite .yaml file)")
+        path = SUITE_DIR / f"{name_or_path}.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise BenchError(f"suite file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    known = {"name", "description", "methods", "benchmarks", "obs_ratios", "seeds", "overrides", "tune", "resources",
+             "max_retries", "search"}
+    unknown = set(raw) - known
+    if unknown:
+        raise BenchError(f"suite {path.name}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(known))}")
+    where = raw.get("name", path.stem)
+    tune = raw.get("tune")
+    if tune is not None:
+        try:
+            tune = TuneBudget(**tune)
+        except TypeError as e:
+            raise BenchError(f"suite {where}: bad tune section: {e}") from None
+        if tune.metric not in TUNE_METRICS:
+            raise BenchError(f"suite {where}: tune.metric {tune.metric!r} unknown; valid: {', '.join(TUNE_METRICS)}")
+        if tune.n_trials < 1 or tune.epochs < 1:
+            raise BenchError(f"suite {where}: tune.n_trials and tune.epochs must be at least 1")
+    ratios = tuple(float(r) for r in raw.get("obs_ratios", [1.0]))
+    bad = [r for r in ratios if not 0.0 < r <= 1.0]
+    if bad:
+        raise BenchError(f"suite {where}: obs_ratios must be in (0, 1], got {bad}")
+    resources = {"cpu": 1, "gpu": 0, **(raw.get("resources") or {})}
+    return Suite(
+        name=str(where),
+        methods=_entries(raw.get("methods"), "methods", where),
+        benchmarks=_entries(raw.get("benchmarks"), "benchmarks", where),
+        obs_ratios=ratios,
+        seeds=tuple(int(s) for s in raw.get("seeds", [0])),
+        overrides=tuple(map(str, raw.get("overrides") or ())),
+        tune=tune,
+        resources=resources,
+        max_retries=int(raw.get("max_retries", 1)),
+        search=dict(raw.get("search") or {}),
+        description=str(raw.get("description", "")),
+        source=str(path),
+    )
