@@ -1,4 +1,4 @@
-"""``python -m bench``: sweep | run | ls (report, data and perf arrive with their issues).
+"""``python -m bench``: sweep | run | report | perf | ls (data arrives with its issue).
 
 Bad input prints one line and exits 2; a run that fails is recorded as failed and exits 1.
 """
@@ -163,7 +163,7 @@ def _write_sweep_report(console, plan, root: Path, index_url, result) -> None:
                                   "obs_ratio": s["obs_ratio"], "seed": s["seed"]} for s in result.specs])
         paths = report_from_store(store, root / "report" / plan.suite.name, suite=plan.suite.name, expected=expected,
                                   config={"suite": plan.suite.__dict__ | {"source": plan.suite.source}})
-        console.print(f"report: {paths.get('html', root / 'report' / plan.suite.name)}")
+        console.print(f"report: {paths['index.html']}")
         return
     from rich.table import Table
 
@@ -178,6 +178,22 @@ def _write_sweep_report(console, plan, root: Path, index_url, result) -> None:
             vals = dict(zip(test["metric"], test["value"]))
         t.add_row(r.label, r.status, *(f"{vals[m]:.3f}" if m in vals else "-" for m in ("probe_linear", "probe_mlp", "kmeans_acc")))
     console.print(t)
+
+
+def cmd_perf(args: argparse.Namespace) -> int:
+    from bench import perf
+
+    console = _console()
+    if args.what == "train":
+        r = perf.perf_train(args.method, args.benchmark, repeats=args.repeats)
+        console.print(f"{r['method']} on {r['benchmark']} ({r['samples']} samples, batch 128, {r['threads']} torch threads): "
+                      f"bare torch loop {r['bare_samples_s']:.0f} samples/s, DeepSpeed engine "
+                      f"{r['engine_samples_s']:.0f} samples/s: engine overhead {r['engine_overhead_pct']:+.1f} %")
+    else:
+        r = perf.perf_sweep(n_runs=args.runs)
+        console.print(f"{r['runs']} runs: in-process {r['in_process_s']:.1f} s, through bench sweep (1 CPU) "
+                      f"{r['sweep_s']:.1f} s: ratio {r['ratio']:.2f}, harness overhead {r['overhead_per_run_s']:.2f} s per run")
+    return 0
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -236,6 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--fresh", action="store_true", help="start new Optuna studies for this suite's cells")
     sw.add_argument("--dry-run", action="store_true", help="print the runs as new / done / failed and exit")
     sw.set_defaults(func=cmd_sweep)
+    pf = sub.add_parser("perf", help="performance benchmarks, reported as ratios against a baseline in the same run")
+    pf.add_argument("what", choices=("train", "sweep"))
+    pf.add_argument("--method", default="mvae")
+    pf.add_argument("--benchmark", default="digits-ms")
+    pf.add_argument("--repeats", type=int, default=3)
+    pf.add_argument("--runs", type=int, default=6, help="runs of the perf sweep")
+    pf.set_defaults(func=cmd_perf)
+    from reports.cli import add_report_parser
+
+    add_report_parser(sub)
     ls = sub.add_parser("ls", help="list registered methods, benchmarks or metrics")
     ls.add_argument("what", nargs="?", default="all", choices=("methods", "benchmarks", "metrics", "all"))
     ls.set_defaults(func=cmd_ls)

@@ -39,6 +39,7 @@ class SweepDisplay:
                 f"of {self.total} - {elapsed:.0f} s elapsed{eta}")
 
     def finished(self, result) -> None:
+        self.running = max(0, self.running - 1)
         if result.status in ("done", "cached"):
             self.done += 1
         else:

@@ -1,0 +1,125 @@
+"""Build the whole report from records and the run index. Reads nothing but its arguments (and the store, in
+:func:`report_from_store`).
+
+Output files under ``out_dir``:
+
+* ``leaderboard.md``, ``leaderboard.tex``, ``leaderboard.csv``: the tables (:mod:`reports.tables`);
+* ``stats.md``, ``stats.csv``: average ranks, Friedman, Nemenyi, pairwise Wilcoxon (:mod:`reports.stats`);
+* ``figures/*.png``: the figures (:mod:`reports.plots`);
+* ``index.html``: all of it in one self-contained page (:mod:`reports.html`).
+
+The Markdown and CSV files depend on the store's contents only, so the same store gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from reports import html as page
+from reports import plots
+from reports import stats as st
+from reports import tables as tb
+
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8", newline="\n")
+    return path
+
+
+def _safe(name: str) -> str:
+    # file names are built from metric names, which come from the store
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "metric"
+
+
+def build_figures(records: pd.DataFrame, cells: pd.DataFrame, comparisons: list[st.Comparison],
+                  samples: Mapping[str, np.ndarray] | None = None) -> list[page.FigureItem]:
+    """One figure per metric (against the observation ratio), one CD figure per metric, the rank heatmap, the
+    training curves and, when given, the sample grid."""
+    scores = tb.run_scores(records)
+    palette = plots.method_palette(set(records["method"]) | set(cells["method"]))
+    directions = dict(zip(cells["metric"], cells["higher_is_better"]))
+    items: list[page.FigureItem] = []
+    used: set[str] = set()
+
+    def add(stem: str, caption: str, fig) -> None:
+        if fig is None:
+            return
+        name, i = stem, 1
+        while name in used:
+            i += 1
+            name = f"{stem}_{i}"
+        used.add(name)
+        items.append(page.FigureItem(f"{name}.png", caption, plots.png_bytes(fig)))
+
+    for metric in sorted(directions):
+        higher = bool(directions[metric])
+        add(f"metric_{_safe(metric)}",
+            f"{metric} ({tb.direction_word(higher)}) against the observation ratio: mean over seeds with a 95% "
+            "bootstrap confidence band.", plots.metric_vs_ratio(scores, metric, higher, palette))
+    for metric in sorted(directions):
+        add(f"cd_{_safe(metric)}",
+            f"{metric}: critical-difference diagrams (Nemenyi, alpha = {st.ALPHA}); methods joined by a bar are not "
+            "significantly different.", plots.cd_figure([c for c in comparisons if c.metric == metric]))
+    add("rank_heatmap", "Average rank over benchmarks per metric and observation ratio (1 = best).",
+        plots.rank_heatmap(st.rank_table(comparisons)))
+    add("training_curves", "Validation loss per epoch (band: one standard deviation over seeds).",
+        plots.training_curves(records, palette))
+    if samples:
+        add("samples", "Generated samples per method.", plots.sample_grid(samples))
+    return items
+
+
+def write_report(records: pd.DataFrame, index: pd.DataFrame, out_dir: Path, *, expected: pd.DataFrame | None = None,
+                 config: dict | None = None, title: str = "mmrl-bench report",
+                 samples: Mapping[str, np.ndarray] | None = None) -> dict[str, Path]:
+    """Write the report; returns {file name relative to ``out_dir``: path}.
+
+    ``records``: rows of :data:`bench.records.SCHEMA` (``ResultStore.load()``); ``index``: ``ResultStore.index_frame()``;
+    ``expected``: optional frame with method, benchmark, obs_ratio, seed of the runs the suite plans, so that absent
+    ones read "missing"; ``config``: the suite's configuration, shown on the page; ``samples``: optional
+    {method: array of images} for the sample grid.
+    """
+    out_dir = Path(out_dir)
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    records, index = tb.final_phase(records, index)
+    cells = tb.leaderboard(records, index, expected)
+    comparisons = st.compare(cells)
+    states = tb.run_states(records, index, expected)
+    written = {
+        "leaderboard.md": _write(out_dir / "leaderboard.md", tb.to_markdown(cells, f"{title}: leaderboard")),
+        "leaderboard.tex": _write(out_dir / "leaderboard.tex", tb.to_latex(cells)),
+        "leaderboard.csv": _write(out_dir / "leaderboard.csv", tb.to_csv(cells)),
+        "stats.md": _write(out_dir / "stats.md", st.to_markdown(comparisons, f"{title}: statistics across benchmarks")),
+        "stats.csv": _write(out_dir / "stats.csv", st.to_csv(comparisons)),
+    }
+    figures = build_figures(records, cells, comparisons, samples)
+    for old in fig_dir.glob("*.png"):  # a figure of a metric no longer in the store must not linger
+        old.unlink()
+    for f in figures:
+        path = fig_dir / f.name
+        path.write_bytes(f.png)
+        written[f"figures/{f.name}"] = path
+    html_text = page.render_page(title=title, cells=cells, comparisons=comparisons, figures=figures, states=states,
+                                 records=records, config=config)
+    written["index.html"] = _write(out_dir / "index.html", html_text)
+    return written
+
+
+def report_from_store(store, out_dir: Path, suite: str | None = None, expected: pd.DataFrame | None = None,
+                      config: dict | None = None) -> dict[str, Path]:
+    """Load ``store`` (a :class:`bench.store.ResultStore`), keep one suite when ``suite`` is given, write the report."""
+    records, index = store.load(), store.index_frame()
+    if suite is not None:
+        records = records[records["suite"] == suite]
+        index = index[index["suite"] == suite]
+        if expected is not None and "suite" in expected.columns:
+            expected = expected[expected["suite"] == suite]
+    title = f"mmrl-bench report: {suite}" if suite else "mmrl-bench report"
+    return write_report(records, index, Path(out_dir), expected=expected, config=config, title=title)
