@@ -136,7 +136,7 @@ def _execute(spec: dict, run_id: str, store: ResultStore, progress) -> pd.DataFr
     metric_names = list(spec["eval"]["metrics"] or bspec.default_metrics)
     device = next(method.parameters()).device
     ctx = EvalContext(method, bspec, train_ds, test_ds, spec["eval"], seed=derive_seed(run_id, "eval") % 2**31,
-                      device=device)
+                      device=device, cache_dir=store.root / "cache")
     seed_everything(derive_seed(run_id, "eval"))
     rows = evaluate(ctx, metric_names)
     for h in result.history:

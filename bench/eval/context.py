@@ -4,6 +4,7 @@ memoised embeddings (so that five metrics on the joint representation embed the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ class EvalContext:
     cfg: dict
     seed: int
     device: torch.device = torch.device("cpu")
+    cache_dir: Path | None = None   # where evaluation artefacts shared across runs live (e.g. trained classifiers)
     _cache: dict = field(default_factory=dict, repr=False)
 
     def memo(self, key: Any, compute):
