@@ -20,7 +20,7 @@ from bench.eval.context import EvalContext
 from bench.eval.evaluate import evaluate
 from bench.records import make_rows
 from bench.registry import BENCHMARKS, METHODS, METRICS
-from bench.spec import RunSpec, compute_run_id, derive_seed
+from bench.spec import RunSpec, canonical_json, compute_run_id, derive_seed
 from bench.store import ResultStore
 from bench.train.config import EvalConfig, TrainerConfig
 from bench.train.loop import train
@@ -136,7 +136,8 @@ def _execute(spec: dict, run_id: str, store: ResultStore, progress) -> pd.DataFr
     metric_names = list(spec["eval"]["metrics"] or bspec.default_metrics)
     device = next(method.parameters()).device
     ctx = EvalContext(method, bspec, train_ds, test_ds, spec["eval"], seed=derive_seed(run_id, "eval") % 2**31,
-                      device=device, cache_dir=store.root / "cache")
+                      device=device, cache_dir=store.root / "cache",
+                      benchmark_key=f"{bench_cls.name}:v{bench_cls.version}:{canonical_json(spec['benchmark']['config'])}")
     seed_everything(derive_seed(run_id, "eval"))
     rows = evaluate(ctx, metric_names)
     for h in result.history:

@@ -24,6 +24,7 @@ class EvalContext:
     seed: int
     device: torch.device = torch.device("cpu")
     cache_dir: Path | None = None   # where evaluation artefacts shared across runs live (e.g. trained classifiers)
+    benchmark_key: str = ""         # name, version and config of the benchmark: keys artefacts of its data
     _cache: dict = field(default_factory=dict, repr=False)
 
     def memo(self, key: Any, compute):
