@@ -7,7 +7,8 @@ from torch import nn
 
 from bench.method import MultimodalMethod
 from bench.nn.dists import kl_normal, log_likelihood, product_of_experts, reparameterize
-from bench.nn.modules import GaussianHead, build_decoder, build_encoder, fill_missing, likelihood_mean
+from bench.nn.modules import (GaussianExperts, build_decoder, decode_means, likelihood_mean, posterior_embeddings,
+                              without)
 from bench.registry import register_method
 
 
@@ -34,18 +35,10 @@ class MVAE(MultimodalMethod):
         if cfg.recon_weights and len(cfg.recon_weights) != len(mods):
             raise ValueError(f"recon_weights has {len(cfg.recon_weights)} entries, the benchmark has {len(mods)} modalities")
         self.weights = tuple(cfg.recon_weights) or (1.0,) * len(mods)
-        self.encoders = nn.ModuleDict({m.name: build_encoder(m, cfg.hidden) for m in mods})
-        self.heads = nn.ModuleDict({m.name: GaussianHead(self.encoders[m.name].out_dim, cfg.latent_dim) for m in mods})
+        self.experts = GaussianExperts(mods, cfg.latent_dim, cfg.hidden)
         self.decoders = nn.ModuleDict({m.name: build_decoder(m, cfg.latent_dim, cfg.hidden) for m in mods})
 
     # --- pieces ------------------------------------------------------------------------------------------
-    def experts(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """Each modality encoded once: mu, logvar [M, B, D] and the NaN-free inputs."""
-        mask = batch["mask"]
-        xs = {m: fill_missing(batch["data"][m], mask[:, j]) for j, m in enumerate(self.modality_names)}
-        params = [self.heads[m](self.encoders[m](xs[m])) for m in self.modality_names]
-        return torch.stack([p[0] for p in params]), torch.stack([p[1] for p in params]), xs
-
     def beta(self) -> float:
         w = self.cfg.warmup_epochs
         return self.cfg.beta * (min(1.0, (self.epoch + 1) / w) if w > 0 else 1.0)
@@ -93,28 +86,22 @@ class MVAE(MultimodalMethod):
                 terms["elbo_joint"] = (term / rows.sum().clamp(min=1)).detach()
         return {"loss": -total / batch["mask"].shape[0], **terms}
 
+    def posterior(self, mu, logvar, subset):
+        return product_of_experts(mu, logvar, subset, prior_expert=True)
+
     @torch.no_grad()
     def embed(self, batch: dict) -> dict[str, torch.Tensor]:
         mu, logvar, _ = self.experts(batch)
-        mask = batch["mask"]
-        out = {"joint": product_of_experts(mu, logvar, mask, prior_expert=True)[0]}
-        for j, m in enumerate(self.modality_names):
-            single = torch.zeros_like(mask)
-            single[:, j] = True
-            z = product_of_experts(mu, logvar, single, prior_expert=True)[0]
-            out[m] = torch.where(mask[:, j : j + 1], z, torch.full_like(z, float("nan")))
-        return out
+        return posterior_embeddings(mu, logvar, batch["mask"], self.modality_names, self.posterior)
 
     @torch.no_grad()
     def generate(self, batch: dict, target: str) -> torch.Tensor:
         """Decoder mean of ``target`` from the posterior mean given the observed modalities other than target."""
         mu, logvar, _ = self.experts(batch)
-        cond = batch["mask"].clone()
-        cond[:, self.modality_names.index(target)] = False
-        z = product_of_experts(mu, logvar, cond, prior_expert=True)[0]
+        z = self.posterior(mu, logvar, without(batch["mask"], self.modality_names.index(target)))[0]
         return likelihood_mean(self.decoders[target](z), self.spec.modality(target).likelihood)
 
     @torch.no_grad()
     def sample(self, n: int) -> dict[str, torch.Tensor]:
         z = torch.randn(n, self.cfg.latent_dim, device=next(self.parameters()).device)
-        return {m.name: likelihood_mean(self.decoders[m.name](z), m.likelihood) for m in self.spec.modalities}
+        return decode_means(self.decoders, self.spec.modalities, z)

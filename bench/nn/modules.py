@@ -189,3 +189,52 @@ MEANS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "laplace": lambda p: p,
     "categorical": lambda p: p.argmax(1),
 }
+
+
+def observed_inputs(batch: dict, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The batch's modalities with unobserved rows zero-filled (see :func:`fill_missing`)."""
+    mask = batch["mask"]
+    return {m: fill_missing(batch["data"][m], mask[:, j]) for j, m in enumerate(names)}
+
+
+class GaussianExperts(nn.Module):
+    """One encoder and Gaussian head per modality: the unimodal experts of the PoE/MoE family.
+
+    Calling it encodes each modality once (unobserved rows from their zero fill; callers mask those experts) and
+    returns ``mu, logvar`` [M, B, D] with the NaN-free inputs, which the reconstruction terms reuse.
+    """
+
+    def __init__(self, modalities, latent_dim: int, hidden: int = 128):
+        super().__init__()
+        self.names = tuple(m.name for m in modalities)
+        self.encoders = nn.ModuleDict({m.name: build_encoder(m, hidden) for m in modalities})
+        self.heads = nn.ModuleDict({m.name: GaussianHead(self.encoders[m.name].out_dim, latent_dim) for m in modalities})
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        xs = observed_inputs(batch, self.names)
+        mu, logvar = zip(*(self.heads[m](self.encoders[m](xs[m])) for m in self.names))
+        return torch.stack(mu), torch.stack(logvar), xs
+
+
+def posterior_embeddings(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor, names: tuple[str, ...],
+                         posterior: Callable) -> dict[str, torch.Tensor]:
+    """``joint``: the posterior mean given each sample's observed set; per modality: the posterior mean given that
+    modality alone, NaN where it is unobserved. ``posterior(mu, logvar, set [B, M]) -> (mean, logvar)``."""
+    out = {"joint": posterior(mu, logvar, mask)[0]}
+    for j, m in enumerate(names):
+        single = torch.zeros_like(mask)
+        single[:, j] = True
+        z = posterior(mu, logvar, single)[0]
+        out[m] = torch.where(mask[:, j : j + 1], z, torch.full_like(z, float("nan")))
+    return out
+
+
+def without(mask: torch.Tensor, j: int) -> torch.Tensor:
+    """The observed set minus modality ``j``: what conditions a cross-modal generation of ``j``."""
+    cond = mask.clone()
+    cond[:, j] = False
+    return cond
+
+
+def decode_means(decoders: nn.ModuleDict, modalities, z: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {m.name: likelihood_mean(decoders[m.name](z), m.likelihood) for m in modalities}

@@ -72,7 +72,9 @@ def subset_poe(
         ``torch.where`` downstream.
     """
     if mu.dim() != 3 or mu.shape != logvar.shape:
-        raise ValueError(f"subset_poe expects mu and logvar of the same shape [M, B, D]; got {tuple(mu.shape)}, {tuple(logvar.shape)}")
+        raise ValueError(
+            f"subset_poe expects mu and logvar of one shape [M, B, D]; got {tuple(mu.shape)}, {tuple(logvar.shape)}"
+        )
     if subsets.dim() != 2 or subsets.shape[1] != mu.shape[0]:
         raise ValueError(f"subsets must be [K, M={mu.shape[0]}]; got {tuple(subsets.shape)}")
     weights = subsets.to(mu.dtype)
