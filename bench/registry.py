@@ -111,6 +111,7 @@ def register_metric(
 BUILTIN_MODULES = (
     "bench.data.embedded",
     "bench.eval.metrics",
+    "bench.eval.generative",
     "baselines",
     "methods",
 )

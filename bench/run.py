@@ -137,7 +137,8 @@ def _execute(spec: dict, run_id: str, store: ResultStore, progress) -> pd.DataFr
     device = next(method.parameters()).device
     ctx = EvalContext(method, bspec, train_ds, test_ds, spec["eval"], seed=derive_seed(run_id, "eval") % 2**31,
                       device=device, cache_dir=store.root / "cache",
-                      benchmark_key=f"{bench_cls.name}:v{bench_cls.version}:{canonical_json(spec['benchmark']['config'])}")
+                      benchmark_key=f"{bench_cls.name}:v{bench_cls.version}:{canonical_json(spec['benchmark']['config'])}",
+                      full_train=benchmark.build()[0])  # builds are memoised: no second construction
     seed_everything(derive_seed(run_id, "eval"))
     rows = evaluate(ctx, metric_names)
     for h in result.history:

@@ -25,6 +25,7 @@ class EvalContext:
     device: torch.device = torch.device("cpu")
     cache_dir: Path | None = None   # where evaluation artefacts shared across runs live (e.g. trained classifiers)
     benchmark_key: str = ""         # name, version and config of the benchmark: keys artefacts of its data
+    full_train: MultimodalDataset | None = None  # the complete training split (evaluation classifiers learn on it)
     _cache: dict = field(default_factory=dict, repr=False)
 
     def memo(self, key: Any, compute):

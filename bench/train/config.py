@@ -37,3 +37,15 @@ class EvalConfig:
     metrics: tuple[str, ...] | None = None   # None = the benchmark's default metrics
     probe_max_train: int | None = 5000
     batch_size: int = 512
+    # generative evaluation (bench.eval.generative): coherence, FID/KID, and the classifiers that judge them
+    coherence_max_samples: int = 1000
+    coherence_max_subsets: int = 10
+    fid_max_samples: int = 10000
+    fid_features: str | None = None          # classifier (default: an FID-proxy) | inception
+    fid_inception_weights: str | None = None  # a local Inception weights file; never downloaded
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    classifier_epochs: int = 15
+    classifier_lr: float = 0.002
+    classifier_batch_size: int = 64
+    classifier_hidden: int = 128

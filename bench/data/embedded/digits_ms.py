@@ -40,13 +40,15 @@ SIZE = 16
 TEXT_LEN = 8
 PAIRED_TASKS = ("representation", "generation", "retrieval")
 REPRESENTATION_METRICS = ("probe_linear", "probe_mlp", "kmeans_acc", "kmeans_nmi", "kmeans_ari")
+# for the benchmarks whose task list has "generation"; methods that cannot generate get them as n/a
+GENERATIVE_METRICS = ("coherence_cross", "coherence_joint", "fid", "classifier_acc")
 
 
 def paired_metrics(pairing: str) -> tuple[str, ...]:
     """Under class-level pairing a tuple's partner is a random instance of the class, so retrieving *the* partner
     is at chance by construction: only class-level retrieval is meaningful there."""
     retrieval = ("retrieval_class_p10",) if pairing == "class" else ("retrieval_r1", "retrieval_r5", "retrieval_class_p10")
-    return REPRESENTATION_METRICS + retrieval
+    return REPRESENTATION_METRICS + retrieval + GENERATIVE_METRICS
 
 M1 = Modality("m1", "image", (1, SIZE, SIZE), likelihood="bernoulli")
 M2 = Modality("m2", "image", (3, SIZE, SIZE), likelihood="gaussian")
