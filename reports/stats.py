@@ -91,7 +91,12 @@ def average_ranks(scores: pd.DataFrame, higher_is_better: bool) -> pd.Series:
 
 
 def friedman(scores: pd.DataFrame) -> tuple[float, float]:
-    res = sps.friedmanchisquare(*(scores[c].to_numpy(float) for c in scores.columns))
+    """(statistic, p); NaN for both when every benchmark ties every method (the tie correction divides by 0:
+    there is nothing to test, e.g. a metric that does not depend on the method)."""
+    cols = [scores[c].to_numpy(float) for c in scores.columns]
+    if all(np.ptp(row) == 0 for row in np.column_stack(cols)):
+        return math.nan, math.nan
+    res = sps.friedmanchisquare(*cols)
     return float(res.statistic), float(res.pvalue)
 
 

@@ -26,7 +26,7 @@ class SweepDisplay:
             self.live = Live(self.line(), console=self.console, refresh_per_second=2, transient=False)
             self.live.start()
         else:
-            self.console.print(self.line())
+            self.console.print(self.line(), soft_wrap=True)
 
     def line(self) -> str:
         elapsed = time.perf_counter() - self.t0
@@ -50,10 +50,10 @@ class SweepDisplay:
         if result.error:
             msg += f": {result.error.splitlines()[0]}"
         if self.live:
-            self.live.console.print(msg)
+            self.live.console.print(msg, soft_wrap=True)
         else:
-            self.console.print(msg)
-            self.console.print(self.line())
+            self.console.print(msg, soft_wrap=True)
+            self.console.print(self.line(), soft_wrap=True)
 
     def tick(self, pending: int) -> None:
         self.running = min(pending, self.slots)
