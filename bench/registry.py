@@ -112,6 +112,7 @@ BUILTIN_MODULES = (
     "bench.data.embedded",
     "bench.eval.metrics",
     "bench.eval.generative",
+    "bench.eval.analyses",
     "baselines",
     "methods",
 )

@@ -48,7 +48,9 @@ def paired_metrics(pairing: str) -> tuple[str, ...]:
     """Under class-level pairing a tuple's partner is a random instance of the class, so retrieving *the* partner
     is at chance by construction: only class-level retrieval is meaningful there."""
     retrieval = ("retrieval_class_p10",) if pairing == "class" else ("retrieval_r1", "retrieval_r5", "retrieval_class_p10")
-    return REPRESENTATION_METRICS + retrieval + GENERATIVE_METRICS
+    # the two representation analyses of the DCMEM poster (shared space: cross-modal class structure, pairs vs strangers)
+    analyses = ("modality_class_distance", "paired_unpaired_w2")
+    return REPRESENTATION_METRICS + retrieval + analyses + GENERATIVE_METRICS
 
 M1 = Modality("m1", "image", (1, SIZE, SIZE), likelihood="bernoulli")
 M2 = Modality("m2", "image", (3, SIZE, SIZE), likelihood="gaussian")
