@@ -41,6 +41,7 @@ def _method_and_data(method: str, benchmark: str, overrides: list[str]):
 
 def _bare_epoch(model, train, batch_size: int, lr: float) -> float:
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.on_epoch_start(0, 1)  # as the engine loop does: schedules (warm-ups, annealing) see the same epoch
     gen = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
     for batch in train.batches(batch_size, shuffle=True, generator=gen):
