@@ -12,7 +12,7 @@ from bench.nn.dists import laplace_log_prob, log_likelihood
 from bench.nn.iwae import ESTIMATORS, needs_detached_q
 from bench.nn.laplace import LaplaceHead, laplace_log_density, laplace_rsample, log_mixture_laplace, softmax_scale
 from bench.nn.modules import (build_decoder, build_encoder, likelihood_mean, observed_inputs, posterior_embeddings,
-                              without)
+                              reconstruction_weights, without)
 from bench.registry import register_method
 
 IMAGE_LIKELIHOODS = ("auto", "laplace")
@@ -91,7 +91,7 @@ class MMVAEPlus(MultimodalMethod):
         super().__init__(spec, cfg)
         mods = spec.modalities
         self._validate(cfg, len(mods))
-        self.weights = tuple(cfg.recon_weights) or (1.0,) * len(mods)
+        self.weights = reconstruction_weights(cfg.recon_weights, len(mods))
         self.likelihoods = tuple(
             "laplace" if cfg.image_likelihood == "laplace" and m.kind == "image" else m.likelihood for m in mods
         )
@@ -121,8 +121,6 @@ class MMVAEPlus(MultimodalMethod):
             (cfg.latent_dim >= 1 and cfg.private_dim >= 0,
              f"need latent_dim >= 1 and private_dim >= 0, got {cfg.latent_dim}, {cfg.private_dim}"),
             (cfg.laplace_scale > 0, f"laplace_scale must be positive, got {cfg.laplace_scale}"),
-            (not cfg.recon_weights or len(cfg.recon_weights) == n_modalities,
-             f"recon_weights has {len(cfg.recon_weights)} entries, the benchmark has {n_modalities} modalities"),
         ]
         for ok, message in checks:
             if not ok:

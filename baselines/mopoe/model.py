@@ -8,7 +8,7 @@ from torch import nn
 from bench.method import MultimodalMethod
 from bench.nn.dists import kl_normal, log_likelihood, reparameterize
 from bench.nn.modules import (GaussianExperts, build_decoder, decode_means, likelihood_mean, posterior_embeddings,
-                              without)
+                              reconstruction_weights, without)
 from bench.nn.subsets import nonempty_subsets, select_components, set_poe, subset_contained, subset_poe
 from bench.registry import register_method
 
@@ -54,10 +54,7 @@ class MoPoE(MultimodalMethod):
         mods = spec.modalities
         if cfg.prior_expert not in PRIOR_RULES:
             raise ValueError(f"prior_expert must be one of {PRIOR_RULES}, got {cfg.prior_expert!r}")
-        if cfg.recon_weights and len(cfg.recon_weights) != len(mods):
-            raise ValueError(
-                f"recon_weights has {len(cfg.recon_weights)} entries, the benchmark has {len(mods)} modalities")
-        self.weights = tuple(cfg.recon_weights) or (1.0,) * len(mods)
+        self.weights = reconstruction_weights(cfg.recon_weights, len(mods))
         self.experts = GaussianExperts(mods, cfg.latent_dim, cfg.hidden)
         self.decoders = nn.ModuleDict({m.name: build_decoder(m, cfg.latent_dim, cfg.hidden) for m in mods})
         subsets = nonempty_subsets(len(mods))

@@ -8,7 +8,7 @@ from torch import nn
 from bench.method import MultimodalMethod
 from bench.nn.dists import kl_normal, log_likelihood, product_of_experts, reparameterize
 from bench.nn.modules import (GaussianExperts, build_decoder, decode_means, likelihood_mean, posterior_embeddings,
-                              without)
+                              reconstruction_weights, without)
 from bench.registry import register_method
 
 
@@ -32,9 +32,7 @@ class MVAE(MultimodalMethod):
     def __init__(self, spec, cfg):
         super().__init__(spec, cfg)
         mods = spec.modalities
-        if cfg.recon_weights and len(cfg.recon_weights) != len(mods):
-            raise ValueError(f"recon_weights has {len(cfg.recon_weights)} entries, the benchmark has {len(mods)} modalities")
-        self.weights = tuple(cfg.recon_weights) or (1.0,) * len(mods)
+        self.weights = reconstruction_weights(cfg.recon_weights, len(mods))
         self.experts = GaussianExperts(mods, cfg.latent_dim, cfg.hidden)
         self.decoders = nn.ModuleDict({m.name: build_decoder(m, cfg.latent_dim, cfg.hidden) for m in mods})
 

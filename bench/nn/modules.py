@@ -238,3 +238,10 @@ def without(mask: torch.Tensor, j: int) -> torch.Tensor:
 
 def decode_means(decoders: nn.ModuleDict, modalities, z: torch.Tensor) -> dict[str, torch.Tensor]:
     return {m.name: likelihood_mean(decoders[m.name](z), m.likelihood) for m in modalities}
+
+
+def reconstruction_weights(weights: tuple[float, ...], n_modalities: int) -> tuple[float, ...]:
+    """Per-modality likelihood weights lambda_m in modality order; empty means all 1."""
+    if weights and len(weights) != n_modalities:
+        raise ValueError(f"recon_weights has {len(weights)} entries, the benchmark has {n_modalities} modalities")
+    return tuple(float(w) for w in weights) or (1.0,) * n_modalities
