@@ -26,3 +26,19 @@ def cli_env(tmp_path: Path) -> dict:
 
 def python() -> str:
     return sys.executable
+
+
+def random_batch(mods, n: int = 6, seed: int = 0) -> dict:
+    """A complete batch of random data in each modality's own form (token ids for text, [0, 1] images)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    data = {}
+    for m in mods:
+        if m.kind == "text":
+            data[m.name] = torch.randint(0, m.vocab_size, (n,) + m.shape, generator=g)
+        elif m.kind == "image":
+            data[m.name] = torch.rand((n,) + m.shape, generator=g)
+        else:
+            data[m.name] = torch.randn((n,) + m.shape, generator=g)
+    return {"data": data, "mask": torch.ones(n, len(mods), dtype=torch.bool), "label": torch.zeros(n, dtype=torch.long)}

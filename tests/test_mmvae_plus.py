@@ -18,6 +18,7 @@ from bench.nn.laplace import (
 )
 from bench.nn.modules import observed_inputs
 from bench.registry import BENCHMARKS, METHODS
+from conftest import random_batch
 
 A = Modality("a", "vector", (4,))
 B_IMG = Modality("b", "image", (1, 16, 16))
@@ -26,16 +27,7 @@ MODS = (A, B_IMG, C_TXT)
 
 
 def _batch(mods=MODS, n=6, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    data = {}
-    for m in mods:
-        if m.kind == "text":
-            data[m.name] = torch.randint(0, m.vocab_size, (n,) + m.shape, generator=g)
-        elif m.kind == "image":
-            data[m.name] = torch.rand((n,) + m.shape, generator=g)
-        else:
-            data[m.name] = torch.randn((n,) + m.shape, generator=g)
-    return {"data": data, "mask": torch.ones(n, len(mods), dtype=torch.bool), "label": torch.zeros(n, dtype=torch.long)}
+    return random_batch(mods, n, seed)
 
 
 def _model(mods=MODS, **cfg):

@@ -6,6 +6,7 @@ from bench.data import load_splits
 from bench.data.contracts import BenchmarkSpec, Modality
 from bench.nn.dists import kl_normal, log_likelihood, product_of_experts
 from bench.registry import BENCHMARKS, METHODS
+from conftest import random_batch
 
 A = Modality("a", "vector", (4,))
 B_IMG = Modality("b", "image", (1, 16, 16))
@@ -13,16 +14,7 @@ C_TXT = Modality("c", "text", (5,), vocab_size=7)
 
 
 def _batch(mods, n=6, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    data = {}
-    for m in mods:
-        if m.kind == "text":
-            data[m.name] = torch.randint(0, m.vocab_size, (n,) + m.shape, generator=g)
-        elif m.kind == "image":
-            data[m.name] = torch.rand((n,) + m.shape, generator=g)
-        else:
-            data[m.name] = torch.randn((n,) + m.shape, generator=g)
-    return {"data": data, "mask": torch.ones(n, len(mods), dtype=torch.bool), "label": torch.zeros(n, dtype=torch.long)}
+    return random_batch(mods, n, seed)
 
 
 def _model(mods, **cfg):
