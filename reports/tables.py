@@ -73,9 +73,18 @@ def final_phase(records: pd.DataFrame, index: pd.DataFrame | None) -> tuple[pd.D
     return records.loc[final], index
 
 
+def about_the_evaluator(metrics: Iterable[str]) -> set[str]:
+    """Registered metrics that need nothing from the method (``needs=()``, e.g. ``classifier_acc``): they describe
+    the evaluation itself, are the same for every method, and so rank nothing."""
+    from bench.registry import METRICS
+
+    return {m for m in metrics if m in METRICS and not METRICS.get(m).needs}
+
+
 def final_test_rows(records: pd.DataFrame) -> pd.DataFrame:
     """The rows that feed the leaderboard (see the module docstring)."""
     keep = (records["split"] == "test") & records["status"].isin(["done", "not_applicable"])
+    keep &= ~records["metric"].isin(about_the_evaluator(records["metric"].unique()))
     return records.loc[keep]
 
 

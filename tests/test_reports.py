@@ -443,3 +443,15 @@ def test_complete_block_drops_the_gappiest_row_or_column_first():
     # c misses 2/3 (worse than any benchmark's 1/3): it goes first; then z misses 1/2 of what is left
     block = st.complete_block(wide)
     assert block.index.tolist() == ["x", "y"] and block.columns.tolist() == ["a", "b"]
+
+
+def test_metrics_about_the_evaluator_rank_nothing():
+    from bench.records import make_rows
+    from reports.tables import about_the_evaluator, final_test_rows
+
+    assert about_the_evaluator(["classifier_acc", "probe_linear", "not_registered"]) == {"classifier_acc"}
+    spec = {"method": {"name": "mvae"}, "benchmark": {"name": "digits-ms"}, "obs_ratio": 1.0, "seed": 0}
+    rows = make_rows(spec, "r", "baseline", [
+        {"metric": m, "target": "joint", "value": 0.5, "higher_is_better": True, "split": "test", "status": "done"}
+        for m in ("classifier_acc", "probe_linear")], epoch=1, wall_s=1.0)
+    assert final_test_rows(rows)["metric"].tolist() == ["probe_linear"]
