@@ -1,1 +1,3 @@
-"""The seed methods (CM-GLasso, PMRL, DCMEM) register themselves here as they land."""
+"""The seed methods (CM-GLasso, PMRL, DCMEM): importing this package registers those that have landed."""
+
+from methods import pmrl  # noqa: F401

@@ -1,0 +1,187 @@
+"""PMRL (METHODS.md §1): the singular-value theory of §1.2/§1.10, the loss, masks, dtype and the method's embeddings."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import methods.pmrl  # noqa: F401  (registers "pmrl")
+from bench.config import make_config
+from bench.data import load_splits
+from bench.registry import BENCHMARKS
+from methods.pmrl import PMRL, pmrl_loss, pmrl_terms
+
+
+def _unit(*shape, seed=0):
+    return F.normalize(torch.randn(*shape, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+@pytest.mark.parametrize("m", [2, 3, 5])
+def test_identical_rows_give_rank_one_gram_and_maximal_sigma(m):
+    row = _unit(4, 1, 8)
+    z = row.expand(4, m, 8).clone()
+    gram = z @ z.transpose(-1, -2)
+    assert torch.linalg.matrix_rank(gram).eq(1).all()
+    t = pmrl_terms(z, tau1=0.05)
+    assert torch.allclose(t["sigma"][:, 0], torch.full((4,), math.sqrt(m)), atol=1e-5)
+    assert t["sigma"][:, 1:].abs().max() < 1e-3
+    best = math.log(1 + (m - 1) * math.exp(-math.sqrt(m) / 0.05))
+    assert t["align"].item() == pytest.approx(best, abs=1e-5)
+    assert torch.allclose(t["v"], row[:, 0], atol=1e-5)  # v = the shared direction, with the positive sign
+
+
+@pytest.mark.parametrize("m", [2, 3, 4])
+def test_orthogonal_rows_give_the_minimum_sigma_and_align_log_m(m):
+    q = torch.linalg.qr(torch.randn(6, 6, generator=torch.Generator().manual_seed(1)))[0]
+    z = q[:m].unsqueeze(0)
+    t = pmrl_terms(z)
+    assert torch.allclose(t["sigma"], torch.ones(1, m), atol=1e-5)
+    assert t["align"].item() == pytest.approx(math.log(m), abs=1e-4)
+    # anything not orthogonal has a larger dominant singular value and a smaller alignment loss
+    t2 = pmrl_terms(_unit(1, m, 6, seed=2))
+    assert t2["sigma"][0, 0] > 1 and t2["align"] < math.log(m)
+
+
+def test_m2_closed_form_and_agreement_with_svd():
+    z = _unit(16, 2, 5)
+    cos = (z[:, 0] * z[:, 1]).sum(-1).abs()
+    s = pmrl_terms(z)["sigma"]
+    assert torch.allclose(s, torch.stack([(1 + cos).sqrt(), (1 - cos).clamp(min=1e-12).sqrt()], 1), atol=1e-4)
+    z = _unit(8, 4, 7, seed=3)
+    t = pmrl_terms(z)
+    _, sv, vh = torch.linalg.svd(z, full_matrices=False)
+    assert torch.allclose(t["sigma"], sv, atol=1e-5)
+    assert torch.allclose((t["v"] * vh[:, 0]).sum(-1).abs(), torch.ones(8), atol=1e-5)
+
+
+def test_loss_keys_finite_gradients_and_invariances():
+    z = torch.randn(10, 3, 6, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    out = pmrl_loss(z, 0.05, 0.1)
+    assert set(out) == {"loss", "align", "reg"}
+    assert torch.allclose(out["loss"], out["align"] + out["reg"])
+    out["loss"].backward()
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+    with torch.no_grad():
+        perm = pmrl_loss(z[:, [2, 0, 1]])["loss"]
+        rot = torch.linalg.qr(torch.randn(6, 6, generator=torch.Generator().manual_seed(5)))[0]
+        rotated = pmrl_loss(z @ rot)["loss"]
+        scaled = pmrl_loss(z * 3.0)["loss"]  # normalised inside
+    assert perm.item() == pytest.approx(out["loss"].item(), abs=1e-4)
+    assert rotated.item() == pytest.approx(out["loss"].item(), abs=1e-4)
+    assert scaled.item() == pytest.approx(out["loss"].item(), abs=1e-5)
+
+
+def test_reg_is_log_b_under_collapse():
+    z = _unit(1, 1, 4).expand(7, 3, 4).clone()
+    assert pmrl_terms(z)["reg"].item() == pytest.approx(math.log(7), abs=1e-4)
+
+
+def test_gradient_matches_finite_differences():
+    z = torch.randn(4, 3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(6), requires_grad=True)
+    f = lambda x: pmrl_loss(x, 0.5, 0.5)["loss"]  # noqa: E731  (float32 inside: compare loosely)
+    f(z).backward()
+    eps = 1e-3
+    idx = [(0, 0, 0), (1, 2, 3), (3, 1, 4)]
+    for i in idx:
+        zp, zm = z.detach().clone(), z.detach().clone()
+        zp[i] += eps
+        zm[i] -= eps
+        fd = (f(zp) - f(zm)).item() / (2 * eps)
+        assert z.grad[i].item() == pytest.approx(fd, abs=2e-3, rel=2e-2)
+
+
+def test_sign_canonicalisation_makes_v_invariant_to_the_svd_sign():
+    z = _unit(12, 3, 6, seed=7)
+    v = pmrl_terms(z)["v"]
+    assert ((z @ v.unsqueeze(-1)).squeeze(-1).sum(1) >= 0).all()
+    # whatever sign convention an SVD returns, canonicalising it gives the same v
+    _, _, vh = torch.linalg.svd(z, full_matrices=False)
+    for s in (1.0, -1.0):
+        cand = s * vh[:, 0]
+        flip = torch.where((z @ cand.unsqueeze(-1)).squeeze(-1).sum(1) >= 0, 1.0, -1.0).unsqueeze(1)
+        assert torch.allclose(cand * flip, v, atol=1e-5)
+
+
+def test_float32_under_bf16():
+    z = _unit(8, 3, 6, seed=8).to(torch.bfloat16).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        t = pmrl_terms(z)
+        out = pmrl_loss(z)
+    assert t["sigma"].dtype == torch.float32 and t["v"].dtype == torch.float32
+    assert out["loss"].dtype == torch.float32
+    out["loss"].backward()
+    assert z.grad.dtype == torch.bfloat16 and torch.isfinite(z.grad).all()
+    ref = pmrl_loss(z.detach().float())["loss"]
+    assert out["loss"].item() == pytest.approx(ref.item(), abs=1e-5)
+
+
+def test_unobserved_rows_change_nothing_and_observed_rows_are_the_submatrix():
+    z = _unit(6, 3, 5, seed=9)
+    mask = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0], [0, 1, 1]], dtype=torch.bool)
+    z1 = z.clone().requires_grad_()
+    z2 = torch.where(mask.unsqueeze(-1), z, torch.randn(6, 3, 5) * 5).requires_grad_()
+    z2.data[~mask] = float("nan")
+    z2.data[1, 1] = 7.0  # mixture of NaN and arbitrary values
+    a, b = pmrl_terms(z1, mask), pmrl_terms(z2, mask)
+    (a["align"] + a["reg"] + a["guard"]).backward()
+    (b["align"] + b["reg"] + b["guard"]).backward()
+    for k in ("sigma", "v", "align", "reg", "guard"):
+        assert torch.equal(a[k], b[k]), k
+    assert torch.equal(z1.grad, z2.grad) and torch.isfinite(z1.grad).all()
+    assert (z1.grad[~mask] == 0).all()
+    # instance 1 (rows 0 and 2) equals the unmasked 2-row problem: its n_i = 2 singular values only
+    sub = pmrl_terms(z[1:2, [0, 2]])
+    assert torch.allclose(a["sigma"][1, :2], sub["sigma"][0], atol=1e-5) and a["sigma"][1, 2] == 0
+    assert torch.allclose(a["v"][1], sub["v"][0], atol=1e-5)
+
+
+def test_one_modality_instance_contributes_to_reg_only():
+    z = _unit(4, 3, 5, seed=10)
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0], [0, 0, 1], [1, 1, 1]], dtype=torch.bool)
+    t = pmrl_terms(z, mask)
+    assert torch.allclose(t["v"][2], z[2, 2], atol=1e-6)  # v = the single embedding
+    # align: mean over the multi-row instances only
+    rows = [pmrl_terms(z[i : i + 1], mask[i : i + 1])["align"] for i in (0, 1, 3)]
+    assert t["align"].item() == pytest.approx(sum(r.item() for r in rows) / 3, abs=1e-5)
+    assert pmrl_terms(z[2:3], mask[2:3])["align"].item() == 0.0
+    # its gradient comes from L_reg alone
+    zz = z.clone().requires_grad_()
+    pmrl_terms(zz, mask)["align"].backward()
+    assert (zz.grad[2] == 0).all()
+    zz.grad = None
+    pmrl_terms(zz, mask)["reg"].backward()
+    assert zz.grad[2].abs().sum() > 0
+
+
+def test_warmup_and_guard_flags():
+    bench = BENCHMARKS.get("digits-ms")(make_config(BENCHMARKS.get("digits-ms").Config, {"dm": 1}, "digits-ms"))
+    spec, train = bench.spec(), load_splits(bench, 1.0, seed=0)[0]
+    batch = train.batch(torch.arange(16))
+    torch.manual_seed(0)
+    model = PMRL(spec, PMRL.Config(warmup_epochs=2))
+    model.on_epoch_start(0, 5)
+    out = model.loss(batch)
+    assert torch.allclose(out["loss"], out["align"]) and "guard" not in out
+    model.on_epoch_start(2, 5)
+    out = model.loss(batch)
+    assert torch.allclose(out["loss"], out["align"] + out["reg"] + 0.1 * out["guard"])
+    with pytest.raises(ValueError):
+        PMRL(spec, PMRL.Config(joint="bogus"))
+
+
+@pytest.mark.parametrize("joint", ["leading", "mean"])
+def test_embed_shapes_on_digits_ms(joint):
+    cls = BENCHMARKS.get("digits-ms")
+    bench = cls(make_config(cls.Config, {"dm": 1}, "digits-ms"))
+    spec = bench.spec()
+    train = load_splits(bench, 0.5, seed=0)[0]
+    batch = train.batch(torch.arange(32))
+    torch.manual_seed(0)
+    model = PMRL(spec, PMRL.Config(joint=joint))
+    emb = model.embed(batch)
+    assert emb["joint"].shape == (32, 16) and torch.isfinite(emb["joint"]).all()
+    assert torch.allclose(emb["joint"].norm(dim=-1), torch.ones(32), atol=1e-5)
+    for j, m in enumerate(spec.modality_names):
+        z, obs = emb[m], batch["mask"][:, j]
+        assert z.shape == (32, 16) and torch.isfinite(z[obs]).all() and torch.isnan(z[~obs]).all()
