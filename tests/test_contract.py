@@ -93,3 +93,19 @@ def test_unobserved_values_change_nothing(method, benchmark):
     assert torch.equal(l1, l2)
     assert all(torch.equal(a, b) for a, b in zip(g1, g2))
     assert torch.equal(e1, e2)
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS.names() if {"generate", "sample"} & set(METHODS.get(m).capabilities())])
+@pytest.mark.parametrize("benchmark", BENCHMARKS.names())
+def test_generate_and_sample_give_each_modality_in_its_own_form(method, benchmark):
+    spec, train = train_split(benchmark, 0.5)
+    model = build(method, spec)
+    batch = train.batch(torch.arange(min(8, len(train))))
+    caps = METHODS.get(method).capabilities()
+    for m in spec.modalities:
+        if "generate" in caps:
+            out = model.generate(batch, m.name)
+            assert out.shape == (len(batch["label"]), *m.shape)
+            assert (out.dtype == torch.long) == m.is_integer
+        if "sample" in caps:
+            assert model.sample(3)[m.name].shape == (3, *m.shape)
