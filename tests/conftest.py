@@ -42,3 +42,23 @@ def random_batch(mods, n: int = 6, seed: int = 0) -> dict:
         else:
             data[m.name] = torch.randn((n,) + m.shape, generator=g)
     return {"data": data, "mask": torch.ones(n, len(mods), dtype=torch.bool), "label": torch.zeros(n, dtype=torch.long)}
+
+
+# benchmarks with image and text modalities, and with five modalities, and the shapes of their modalities
+REAL_SHAPES = [("digits-mst", {"m1": (1, 16, 16), "m2": (3, 16, 16), "text": (8,)}),
+               ("digits-poly5", {f"m{k}": (3, 16, 16) for k in range(5)})]
+
+
+def partly_observed_batch(name: str, n: int = 5):
+    """(spec, batch) of the first n training samples of a real benchmark (dm=1) where sample 0 misses the second
+    modality and sample 1 observes only the first."""
+    import torch
+
+    from bench.registry import BENCHMARKS
+
+    cls = BENCHMARKS.get(name)
+    bench = cls(cls.Config(dm=1))
+    batch = bench.build()[0].batch(torch.arange(n))
+    batch["mask"][0, 1] = False
+    batch["mask"][1, 1:] = False
+    return bench.spec(), batch

@@ -18,7 +18,7 @@ from bench.nn.laplace import (
 )
 from bench.nn.modules import observed_inputs
 from bench.registry import BENCHMARKS, METHODS
-from conftest import random_batch
+from conftest import REAL_SHAPES, partly_observed_batch, random_batch
 
 A = Modality("a", "vector", (4,))
 B_IMG = Modality("b", "image", (1, 16, 16))
@@ -287,17 +287,11 @@ def test_generation_from_one_source_and_from_none():
     assert out.shape == (4, 5) and out.dtype == torch.long
 
 
-@pytest.mark.parametrize("name,dims", [("digits-mst", {"m1": (1, 16, 16), "m2": (3, 16, 16), "text": (8,)}),
-                                       ("digits-poly5", {f"m{k}": (3, 16, 16) for k in range(5)})])
+@pytest.mark.parametrize("name,dims", REAL_SHAPES)
 def test_embed_generate_sample_shapes_on_a_real_benchmark(name, dims):
-    cls = BENCHMARKS.get(name)
-    bench = cls(cls.Config(dm=1))
-    train, _ = bench.build()
-    model = MMVAEPlus(bench.spec(), MMVAEPlus.Config())
-    batch = train.batch(torch.arange(5))
+    spec, batch = partly_observed_batch(name)
+    model = MMVAEPlus(spec, MMVAEPlus.Config())
     names = list(dims)
-    batch["mask"][0, 1] = False
-    batch["mask"][1, 1:] = False  # only the first modality observed
     emb = model.embed(batch)
     assert set(emb) == {"joint", *names, *(f"{m}_w" for m in names)}
     assert all(v.shape == (5, 16) for v in emb.values()) and torch.isfinite(emb["joint"]).all()

@@ -6,7 +6,7 @@ from bench.data import load_splits
 from bench.data.contracts import BenchmarkSpec, Modality
 from bench.nn.dists import kl_normal, log_likelihood, product_of_experts
 from bench.registry import BENCHMARKS, METHODS
-from conftest import random_batch
+from conftest import REAL_SHAPES, partly_observed_batch, random_batch
 
 A = Modality("a", "vector", (4,))
 B_IMG = Modality("b", "image", (1, 16, 16))
@@ -107,17 +107,11 @@ def test_unobserved_values_change_neither_loss_nor_gradients():
     assert all((g1 is None and g2 is None) or torch.equal(g1, g2) for g1, g2 in zip(first, _grads(model)))
 
 
-@pytest.mark.parametrize("name,dims", [("digits-mst", {"m1": (1, 16, 16), "m2": (3, 16, 16), "text": (8,)}),
-                                       ("digits-poly5", {f"m{k}": (3, 16, 16) for k in range(5)})])
+@pytest.mark.parametrize("name,dims", REAL_SHAPES)
 def test_embed_generate_sample_shapes_on_a_real_benchmark(name, dims):
-    cls = BENCHMARKS.get(name)
-    bench = cls(cls.Config(dm=1))
-    train, _ = bench.build()
-    model = MoPoE(bench.spec(), MoPoE.Config())
-    batch = train.batch(torch.arange(5))
+    spec, batch = partly_observed_batch(name)
+    model = MoPoE(spec, MoPoE.Config())
     names = list(dims)
-    batch["mask"][0, 1] = False
-    batch["mask"][1, 1:] = False  # only the first modality observed
     emb = model.embed(batch)
     assert set(emb) == {"joint", *names} and emb["joint"].shape == (5, 16)
     assert torch.isfinite(emb["joint"]).all()

@@ -10,7 +10,7 @@ from baselines.mvp.model import GroupedMLP
 from bench.data import load_splits
 from bench.data.contracts import BenchmarkSpec, Modality
 from bench.registry import BENCHMARKS, METHODS
-from conftest import random_batch
+from conftest import REAL_SHAPES, partly_observed_batch, random_batch
 
 MODS = (Modality("a", "vector", (4,)), Modality("b", "image", (1, 16, 16)), Modality("c", "text", (5,), vocab_size=7))
 
@@ -178,17 +178,11 @@ def test_one_modality_runs():
     assert model.embed(_batch(mods))["joint"].shape == (6, 3)
 
 
-@pytest.mark.parametrize("name,dims", [("digits-mst", {"m1": (1, 16, 16), "m2": (3, 16, 16), "text": (8,)}),
-                                       ("digits-poly5", {f"m{k}": (3, 16, 16) for k in range(5)})])
+@pytest.mark.parametrize("name,dims", REAL_SHAPES)
 def test_embed_and_generate_shapes_on_a_real_benchmark(name, dims):
-    cls = BENCHMARKS.get(name)
-    bench = cls(cls.Config(dm=1))
-    train, _ = bench.build()
-    model = MVP(bench.spec(), MVP.Config())
-    batch = train.batch(torch.arange(5))
+    spec, batch = partly_observed_batch(name)
+    model = MVP(spec, MVP.Config())
     names = list(dims)
-    batch["mask"][0, 1] = False
-    batch["mask"][1, 1:] = False
     emb = model.embed(batch)
     assert set(emb) == {"joint", *names} and emb["joint"].shape == (5, MVP.Config().common_dim)
     assert torch.isfinite(emb["joint"]).all()

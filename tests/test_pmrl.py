@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import methods.pmrl  # noqa: F401  (registers "pmrl")
 from bench.config import make_config
 from bench.data import load_splits
 from bench.registry import BENCHMARKS
