@@ -78,6 +78,8 @@ class MetricInfo:
     higher_is_better: bool
     needs: tuple[str, ...]
     description: str
+    # False for metrics whose targets are data for a figure (a matrix, quantiles), not a score to rank methods by
+    ranked: bool = True
 
 
 def register_method(name: str) -> Callable[[type], type]:
@@ -97,10 +99,12 @@ def register_benchmark(name: str) -> Callable[[type], type]:
 
 
 def register_metric(
-    name: str, *, higher_is_better: bool, needs: tuple[str, ...] = ("embed",), description: str = ""
+    name: str, *, higher_is_better: bool, needs: tuple[str, ...] = ("embed",), description: str = "",
+    ranked: bool = True,
 ) -> Callable[[Callable], Callable]:
     def deco(fn: Callable) -> Callable:
-        METRICS.register(name, MetricInfo(name, fn, higher_is_better, tuple(needs), description or (fn.__doc__ or "").strip()))
+        METRICS.register(name, MetricInfo(name, fn, higher_is_better, tuple(needs),
+                                          description or (fn.__doc__ or "").strip(), ranked))
         return fn
 
     return deco

@@ -222,3 +222,94 @@ def sample_grid(images: Mapping[str, np.ndarray], max_cols: int = 8, title: str 
     if title:
         fig.suptitle(title)
     return fig
+
+
+# --------------------------------------------------------------------- the DCMEM poster's analyses (figure data)
+
+
+def profile_frame(records: pd.DataFrame, metric: str, benchmark: str) -> tuple[pd.DataFrame, float] | None:
+    """The test rows of one figure-data metric on one benchmark, at its largest observation ratio, averaged over
+    seeds per (method, target); with that ratio. Averaging quantiles over seeds gives the quantiles of the
+    seed-averaged distribution (Vincentisation), which is what the histogram shows."""
+    data = records[(records["metric"] == metric) & (records["benchmark"] == benchmark)
+                   & (records["split"] == "test") & (records["status"] == "done")]
+    if data.empty:
+        return None
+    ratio = float(data["obs_ratio"].max())
+    data = data[data["obs_ratio"] == ratio]
+    return data.groupby(["method", "target"], as_index=False)["value"].mean(), ratio
+
+
+def class_distance_heatmaps(profile: pd.DataFrame, title: str) -> Figure | None:
+    """One class x class heatmap of the cross-modal distance per method (rows: class seen through one modality,
+    columns: through another); a dark diagonal means same-class cross-modal pairs are the closest."""
+    methods = sorted(set(profile["method"]))
+    if not methods:
+        return None
+    mats = {}
+    for m in methods:
+        sub = profile[profile["method"] == m]
+        ij = np.array([[int(v) for v in t.split(",")] for t in sub["target"]])
+        D = np.full((ij.max() + 1, ij.max() + 1), np.nan)
+        D[ij[:, 0], ij[:, 1]] = sub["value"].to_numpy()
+        mats[m] = D
+    vmax = np.nanmax([np.nanmax(D) for D in mats.values()])
+    fig, axes = _facets(len(methods), width=3.4, height=3.0, max_cols=4)
+    for ax, m in zip(axes, methods):
+        im = ax.imshow(mats[m], cmap="viridis", vmin=0.0, vmax=vmax)
+        ax.set_title(short(m))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("class (modality b)")
+        ax.set_ylabel("class (modality a)")
+    fig.colorbar(im, ax=list(axes), label="mean L2 distance (unit sphere)", shrink=0.8)
+    fig.suptitle(title)
+    return fig
+
+
+def equal_mass_bins(quantiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(densities, edges) of the histogram whose bins are the intervals between consecutive quantiles, each holding
+    mass 1/n. A zero-width interval (ties) cannot carry a density: its mass joins the next interval of positive
+    width (the previous one at the end), so the densities still integrate to 1."""
+    q = np.maximum.accumulate(np.asarray(quantiles, dtype=float))
+    n = len(q) - 1
+    wide = np.flatnonzero(np.diff(q) > 1e-12 * max(1.0, abs(q[-1])))
+    if len(wide) == 0:
+        return np.zeros(0), q[:1]
+    # interval k's mass goes to the first wide interval at or after k (or the last wide one)
+    target = np.minimum(np.searchsorted(wide, np.arange(n)), len(wide) - 1)
+    mass = np.bincount(target, minlength=len(wide)) / n
+    edges = np.concatenate([q[wide], [q[wide[-1] + 1]]])
+    # the intervals between wide ones have zero width, so consecutive wide intervals share their edges
+    return mass / np.diff(edges), edges
+
+
+def _equal_mass_histogram(ax, quantiles: np.ndarray, **style) -> None:
+    dens, edges = equal_mass_bins(quantiles)
+    if len(dens):
+        ax.stairs(dens, edges, **style)
+
+
+def w2_histograms(profile: pd.DataFrame, title: str) -> Figure | None:
+    """Per method, the distribution of the paired (same instance, two modalities) and unpaired (two different
+    instances) distances: well-separated curves mean that pairs sit closer than strangers."""
+    methods = sorted(set(profile["method"]))
+    if not methods:
+        return None
+    fig, axes = _facets(len(methods), width=3.4, height=2.8, max_cols=4)
+    styles = {"paired": {"color": "tab:blue", "fill": True, "alpha": 0.45},
+              "unpaired": {"color": "tab:orange", "fill": False, "linewidth": 1.5}}
+    for ax, m in zip(axes, methods):
+        sub = profile[profile["method"] == m]
+        for kind, style in styles.items():
+            rows = sub[sub["target"].str.startswith(f"{kind}:q")]
+            rows = rows.iloc[np.argsort([int(t.rsplit(":q", 1)[1]) for t in rows["target"]])]  # q100 after q95
+            if len(rows) >= 2:
+                _equal_mass_histogram(ax, rows["value"].to_numpy(), label=kind, **style)
+        ax.set_title(short(m))
+        ax.set_xlabel("W2 (point mass) distance")
+        ax.set_ylabel("density")
+    handles = [Line2D([], [], color=s["color"], linewidth=4 if s["fill"] else 1.5, label=k) for k, s in styles.items()]
+    _legend(fig, "samples", handles)
+    fig.suptitle(title)
+    return fig

@@ -74,11 +74,12 @@ def final_phase(records: pd.DataFrame, index: pd.DataFrame | None) -> tuple[pd.D
 
 
 def about_the_evaluator(metrics: Iterable[str]) -> set[str]:
-    """Registered metrics that need nothing from the method (``needs=()``, e.g. ``classifier_acc``): they describe
-    the evaluation itself, are the same for every method, and so rank nothing."""
+    """Registered metrics that rank nothing: those that need nothing from the method (``needs=()``, e.g.
+    ``classifier_acc``: they describe the evaluation itself and are the same for every method), and figure data
+    (``ranked=False``, e.g. ``class_distance_profile``: a matrix per run, drawn, not tabulated)."""
     from bench.registry import METRICS
 
-    return {m for m in metrics if m in METRICS and not METRICS.get(m).needs}
+    return {m for m in metrics if m in METRICS and (not METRICS.get(m).needs or not METRICS.get(m).ranked)}
 
 
 def final_test_rows(records: pd.DataFrame) -> pd.DataFrame:

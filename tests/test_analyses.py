@@ -9,13 +9,16 @@ import pytest
 
 from bench.eval import NotApplicable
 from bench.eval.analyses import (
+    PROFILE_QUANTILES,
     class_distance_matrix,
+    class_distance_profile,
     class_distance_ratio,
     modality_class_distance,
     paired_unpaired_distances,
     paired_unpaired_ratio,
     paired_unpaired_w2,
     w2_diag_gaussian,
+    w2_profile,
 )
 from bench.registry import METRICS
 
@@ -180,3 +183,33 @@ def test_metrics_are_registered():
     for name in ("modality_class_distance", "paired_unpaired_w2"):
         info = METRICS._items[name]
         assert info.higher_is_better and info.description
+
+
+def test_profiles_hold_the_matrix_and_the_distance_quantiles():
+    rng = np.random.default_rng(7)
+    za, _, y = _clustered(rng, n_per=40, n_classes=3)
+    zb = za + 0.05 * rng.normal(size=za.shape)
+    ctx = _ctx({"a": za, "b": zb}, y)
+    prof = class_distance_profile(ctx)
+    assert set(prof) == {f"{i},{j}" for i in range(3) for j in range(3)}
+    D = np.array([[prof[f"{i},{j}"] for j in range(3)] for i in range(3)])
+    direct = (class_distance_matrix(za, zb, y, y, 3) + class_distance_matrix(zb, za, y, y, 3)) / 2
+    np.testing.assert_allclose(D, (direct + direct.T) / 2, rtol=1e-12)
+    assert np.all(np.diag(D) < D[~np.eye(3, dtype=bool)].min())       # clustered: same class is closest
+    q = w2_profile(ctx)
+    assert len(q) == 2 * len(PROFILE_QUANTILES)
+    paired = [q[f"paired:q{round(100 * p):02d}"] for p in PROFILE_QUANTILES]
+    unpaired = [q[f"unpaired:q{round(100 * p):02d}"] for p in PROFILE_QUANTILES]
+    assert paired == sorted(paired) and unpaired == sorted(unpaired)
+    assert q["paired:q50"] < q["unpaired:q50"] / 5                    # noisy copies sit far closer than strangers
+    both = [paired_unpaired_distances(za, zb, seed=0), paired_unpaired_distances(zb, za, seed=1)]
+    assert q["paired:q100"] == pytest.approx(max(d[0].max() for d in both))
+
+
+def test_profiles_are_not_ranked():
+    from reports.tables import about_the_evaluator
+
+    for name in ("class_distance_profile", "w2_profile"):
+        assert METRICS._items[name].ranked is False
+    assert about_the_evaluator(["class_distance_profile", "w2_profile", "modality_class_distance"]) == {
+        "class_distance_profile", "w2_profile"}

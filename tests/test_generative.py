@@ -166,6 +166,35 @@ def test_perfect_generator_scores_the_classifier_accuracy(digits):
     assert set(out) == {"m1->m2", "m2->m1", "*->m1", "*->m2", "size=1", "mean"}
 
 
+class OracleJudge(torch.nn.Module):
+    """A judge that knows the true label of every real test sample (by its bytes): accuracy exactly 1, so any
+    coherence below 1 comes from the generator, not from the classifier."""
+
+    def __init__(self, ds, target):
+        super().__init__()
+        self.labels = {ds.data[target][i].numpy().tobytes(): int(ds.labels[i]) for i in range(len(ds))}
+        self.n = int(ds.labels.max()) + 1
+        self.head = torch.nn.Linear(self.n, self.n, bias=False)
+        self.head.weight.data = torch.eye(self.n)
+
+    def features(self, x):
+        return torch.nn.functional.one_hot(torch.tensor([self.labels[r.numpy().tobytes()] for r in x]),
+                                           self.n).float()
+
+
+def test_perfect_generator_scores_one_under_a_perfect_judge(digits):
+    ds = digits["test"]
+    ctx = make_ctx(digits, Oracle(ds))
+    for m in ds.names:
+        ctx.memo(("classifier", m), lambda m=m: C.TrainedClassifier(OracleJudge(ds, m), 1.0, "oracle"))
+    out = G.coherence_cross(ctx)
+    assert out["m1->m2"] == 1.0 and out["m2->m1"] == 1.0 and out["mean"] == 1.0
+    shuffled = make_ctx(digits, Oracle(ds, shuffle=True))     # same judge, a generator that ignores its input
+    for m in ds.names:
+        shuffled.memo(("classifier", m), lambda m=m: C.TrainedClassifier(OracleJudge(ds, m), 1.0, "oracle"))
+    assert G.coherence_cross(shuffled)["mean"] < 0.2
+
+
 @pytest.mark.parametrize("method", [Noise(), "shuffled"])
 def test_uninformed_generators_score_near_chance(digits, method):
     method = Oracle(digits["test"], shuffle=True) if method == "shuffled" else method

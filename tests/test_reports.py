@@ -455,3 +455,49 @@ def test_metrics_about_the_evaluator_rank_nothing():
         {"metric": m, "target": "joint", "value": 0.5, "higher_is_better": True, "split": "test", "status": "done"}
         for m in ("classifier_acc", "probe_linear")], epoch=1, wall_s=1.0)
     assert final_test_rows(rows)["metric"].tolist() == ["probe_linear"]
+
+
+# --- the DCMEM poster's analyses ---------------------------------------------------------------------------------
+
+
+def _put_profiles(store, method, ratio, seed, diag):
+    spec = {"method": {"name": method}, "benchmark": {"name": "digits-ms"}, "obs_ratio": ratio, "seed": seed,
+            "suite": "paper"}
+    rows = [_row("probe_linear", "joint", 0.5)]
+    rows += [_row("class_distance_profile", f"{i},{j}", diag if i == j else 1.0) for i in range(3) for j in range(3)]
+    rows += [_row("w2_profile", f"{kind}:q{q:02d}", base + q / 100) for kind, base in (("paired", diag), ("unpaired", 1.0))
+             for q in range(0, 101, 5)]
+    run_id = f"{method}_{ratio}_{seed}".replace(".", "")
+    store.claim(run_id, meta={"method": method, "benchmark": "digits-ms", "obs_ratio": ratio, "seed": seed,
+                              "suite": "paper"})
+    store.put(run_id, spec, make_rows(spec, run_id, "method", rows, epoch=1, wall_s=1.0))
+
+
+def test_analysis_figures_are_drawn_from_the_profiles_and_never_ranked(tmp_path):
+    from reports.plots import profile_frame
+
+    store = ResultStore(tmp_path / "results")
+    for seed, diag in ((0, 0.2), (1, 0.4)):
+        _put_profiles(store, "dcmem", 1.0, seed, diag)
+        _put_profiles(store, "mvae", 1.0, seed, 0.9)
+    _put_profiles(store, "dcmem", 0.5, 0, 5.0)     # a lower ratio: the figure shows the largest one
+    paths = write_report(store.load(), store.index_frame(), tmp_path / "report")
+    assert {"figures/class_distance_digits-ms.png", "figures/w2_digits-ms.png"} <= set(paths)
+    prof, ratio = profile_frame(store.load(), "class_distance_profile", "digits-ms")
+    assert ratio == 1.0
+    cell = prof[(prof["method"] == "dcmem") & (prof["target"] == "1,1")]["value"]
+    assert cell.tolist() == [pytest.approx(0.3)]                 # mean over the two seeds
+    board = (tmp_path / "report" / "leaderboard.csv").read_text()
+    assert "probe_linear" in board and "profile" not in board
+
+
+def test_equal_mass_bins_integrate_to_one_and_absorb_ties():
+    from reports.plots import equal_mass_bins
+
+    dens, edges = equal_mass_bins(np.array([0.0, 1.0, 3.0]))
+    np.testing.assert_allclose(edges, [0.0, 1.0, 3.0])
+    np.testing.assert_allclose(dens, [0.5, 0.25])
+    dens, edges = equal_mass_bins(np.array([0.0, 0.0, 0.0, 2.0, 4.0, 4.0]))    # ties at both ends
+    np.testing.assert_allclose(edges, [0.0, 2.0, 4.0])
+    np.testing.assert_allclose((dens * np.diff(edges)).sum(), 1.0)
+    np.testing.assert_allclose(dens, [0.6 / 2, 0.4 / 2])

@@ -30,6 +30,7 @@ from bench.registry import register_metric
 __all__ = [
     "class_distance_matrix",
     "class_distance_ratio",
+    "mean_class_matrix",
     "paired_unpaired_distances",
     "paired_unpaired_ratio",
     "w2_diag_gaussian",
@@ -200,24 +201,37 @@ def _n_classes(ctx: Any, y: np.ndarray) -> int:
     return int(n) if n else int(y.max()) + 1
 
 
+def _class_matrices(ctx: Any) -> dict[str, np.ndarray]:
+    """{"a->b": D [C, C]} per ordered modality pair (NaN matrix where a pair has fewer than two complete rows)."""
+    def compute():
+        seed = int(getattr(ctx, "seed", 0) or 0)
+        out = {}
+        for a, b, Za, Zb, y in _modality_pairs(ctx):
+            n = _n_classes(ctx, y)
+            out[f"{a}->{b}"] = (class_distance_matrix(Za, Zb, y, y, n, seed=seed) if len(y) >= 2
+                                else np.full((n, n), np.nan))
+        return out
+
+    return ctx.memo(("analysis", "class_matrices"), compute)
+
+
+def _pair_distances(ctx: Any) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:
+    """{"a->b": (paired, unpaired) distances} per ordered pair; None where a pair has fewer than two complete rows."""
+    def compute():
+        seed = int(getattr(ctx, "seed", 0) or 0)
+        return {f"{a}->{b}": (paired_unpaired_distances(Za, Zb, seed=seed + k) if len(Za) >= 2 else None)
+                for k, (a, b, Za, Zb, _) in enumerate(_modality_pairs(ctx))}
+
+    return ctx.memo(("analysis", "pair_distances"), compute)
+
+
 @register_metric("modality_class_distance", higher_is_better=True,
                  description="class-conditioned cross-modal distance matrix on the test split (L2-normalised "
                              "per-modality representations, <=200 samples/class): per ordered modality pair "
                              "a->b, mean off-diagonal / mean diagonal distance (>1: same-class cross-modal "
                              "pairs closer than different-class ones; 1: no class structure); 'mean' over pairs")
 def modality_class_distance(ctx: Any) -> dict[str, float]:
-    def compute():
-        seed = int(getattr(ctx, "seed", 0) or 0)
-        res = {}
-        for a, b, Za, Zb, y in _modality_pairs(ctx):
-            if len(y) < 2:
-                res[f"{a}->{b}"] = float("nan")
-                continue
-            D = class_distance_matrix(Za, Zb, y, y, _n_classes(ctx, y), seed=seed)
-            res[f"{a}->{b}"] = class_distance_ratio(D)
-        return _with_mean(res)
-
-    return ctx.memo(("analysis", "modality_class_distance"), compute)
+    return _with_mean({pair: class_distance_ratio(D) for pair, D in _class_matrices(ctx).items()})
 
 
 @register_metric("paired_unpaired_w2", higher_is_better=True,
@@ -229,15 +243,45 @@ def paired_unpaired_w2(ctx: Any) -> dict[str, float]:
     """Methods expose only the means of their posteriors through ``embed``, so each representation is treated
     as a point mass and W2 reduces to the Euclidean distance. A method that one day exposes posterior scales
     could use :func:`w2_diag_gaussian` instead; this metric does not."""
-    def compute():
-        seed = int(getattr(ctx, "seed", 0) or 0)
-        res = {}
-        for k, (a, b, Za, Zb, _) in enumerate(_modality_pairs(ctx)):
-            if len(Za) < 2:
-                res[f"{a}->{b}"] = float("nan")
-                continue
-            paired, unpaired = paired_unpaired_distances(Za, Zb, seed=seed + k)
-            res[f"{a}->{b}"] = paired_unpaired_ratio(paired, unpaired)
-        return _with_mean(res)
+    return _with_mean({pair: (paired_unpaired_ratio(*d) if d is not None else float("nan"))
+                       for pair, d in _pair_distances(ctx).items()})
 
-    return ctx.memo(("analysis", "paired_unpaired_w2"), compute)
+
+# ------------------------------------------------------------------------------------ figure data (not ranked)
+
+PROFILE_QUANTILES = np.linspace(0.0, 1.0, 21)   # equal-mass bins of 5 %: a histogram with variable bin widths
+
+
+def mean_class_matrix(matrices: dict[str, np.ndarray]) -> np.ndarray:
+    """Mean over ordered pairs of the class-distance matrices, with b->a transposed onto a->b's orientation: the
+    result is symmetric, its rows and columns are classes, whatever the modality pair."""
+    stacked = np.stack([D for D in matrices.values()] + [D.T for D in matrices.values()])
+    finite = np.isfinite(stacked)
+    with np.errstate(invalid="ignore"):
+        return np.where(finite.any(0), np.nansum(stacked, 0) / np.maximum(finite.sum(0), 1), np.nan)
+
+
+@register_metric("class_distance_profile", higher_is_better=False, ranked=False,
+                 description="figure data of modality_class_distance: the class-conditioned cross-modal distance "
+                             "matrix averaged over ordered modality pairs, one target 'c,c2' per entry (drawn as "
+                             "a heatmap in the report, not ranked)")
+def class_distance_profile(ctx: Any) -> dict[str, float]:
+    D = mean_class_matrix(_class_matrices(ctx))
+    if not np.isfinite(D).any():
+        raise NotApplicable("no modality pair has enough complete test samples")
+    return {f"{i},{j}": float(D[i, j]) for i in range(len(D)) for j in range(len(D))}
+
+
+@register_metric("w2_profile", higher_is_better=False, ranked=False,
+                 description="figure data of paired_unpaired_w2: quantiles (0, 5, ..., 100 %) of the paired and "
+                             "unpaired distances pooled over ordered modality pairs, targets 'paired:q05' etc. "
+                             "(drawn as equal-mass histograms in the report, not ranked)")
+def w2_profile(ctx: Any) -> dict[str, float]:
+    pairs = [d for d in _pair_distances(ctx).values() if d is not None]
+    if not pairs:
+        raise NotApplicable("no modality pair has enough complete test samples")
+    out = {}
+    for k, kind in enumerate(("paired", "unpaired")):
+        q = np.quantile(np.concatenate([d[k] for d in pairs]), PROFILE_QUANTILES)
+        out.update({f"{kind}:q{round(100 * p):02d}": float(v) for p, v in zip(PROFILE_QUANTILES, q)})
+    return out

@@ -49,7 +49,7 @@ def paired_metrics(pairing: str) -> tuple[str, ...]:
     is at chance by construction: only class-level retrieval is meaningful there."""
     retrieval = ("retrieval_class_p10",) if pairing == "class" else ("retrieval_r1", "retrieval_r5", "retrieval_class_p10")
     # the two representation analyses of the DCMEM poster (shared space: cross-modal class structure, pairs vs strangers)
-    analyses = ("modality_class_distance", "paired_unpaired_w2")
+    analyses = ("modality_class_distance", "paired_unpaired_w2", "class_distance_profile", "w2_profile")
     return REPRESENTATION_METRICS + retrieval + analyses + GENERATIVE_METRICS
 
 M1 = Modality("m1", "image", (1, SIZE, SIZE), likelihood="bernoulli")
