@@ -26,6 +26,8 @@ class MultimodalMethod(nn.Module, abc.ABC):
     name: ClassVar[str] = ""
     kind: ClassVar[str] = "method"   # "method" | "baseline"
     version: ClassVar[int] = 1
+    # the gradient-norm clip the trainer uses when trainer.gradient_clipping is null (0 = off)
+    default_gradient_clipping: ClassVar[float] = 0.0
 
     @dataclass(frozen=True)
     class Config:

@@ -45,9 +45,11 @@ def resolve_spec(cfg: dict) -> dict:
     unknown = set(cfg) - allowed
     if unknown:
         raise BenchError(f"unknown top-level option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(allowed))}")
-    _, method = _named(cfg.get("method"), "method", METHODS)
+    method_cls, method = _named(cfg.get("method"), "method", METHODS)
     bench_cls, bench = _named(cfg.get("benchmark"), "benchmark", BENCHMARKS)
     trainer = config_dict(make_config(TrainerConfig, cfg.get("trainer"), "trainer"))
+    if trainer["gradient_clipping"] is None:   # unset: the method's own default enters the spec (and the run_id)
+        trainer["gradient_clipping"] = float(method_cls.default_gradient_clipping)
     ev = config_dict(make_config(EvalConfig, cfg.get("eval"), "eval"))
     for m in ev["metrics"] or []:
         METRICS.get(m)

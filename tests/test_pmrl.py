@@ -184,3 +184,64 @@ def test_embed_shapes_on_digits_ms(joint):
     for j, m in enumerate(spec.modality_names):
         z, obs = emb[m], batch["mask"][:, j]
         assert z.shape == (32, 16) and torch.isfinite(z[obs]).all() and torch.isnan(z[~obs]).all()
+
+
+def test_pmrl_clips_gradients_at_2_unless_told_otherwise():
+    from bench.run import resolve_spec
+
+    base = {"method": {"name": "pmrl"}, "benchmark": {"name": "digits-ms"}}
+    assert resolve_spec({**base, "trainer": {}})["trainer"]["gradient_clipping"] == 2.0
+    assert resolve_spec({**base, "trainer": {"gradient_clipping": 0.5}})["trainer"]["gradient_clipping"] == 0.5
+    assert resolve_spec({**base, "method": {"name": "mvae"}, "trainer": {}})["trainer"]["gradient_clipping"] == 0.0
+
+
+# --- GRAM's volume objective (§1.11) ------------------------------------------------------------------------------
+
+
+def test_gram_volume_identities():
+    from methods.pmrl.gram import gram_volume
+
+    row = _unit(1, 8)
+    assert gram_volume(row.expand(3, 8)).item() == pytest.approx(0.0, abs=1e-5)        # identical: flat
+    q = torch.linalg.qr(torch.randn(8, 8, generator=torch.Generator().manual_seed(2)))[0]
+    assert gram_volume(q[:4]).item() == pytest.approx(1.0, abs=1e-5)                    # orthonormal: unit cube
+    z = _unit(5, 3, 8, seed=3)
+    svals = torch.linalg.svdvals(z)
+    assert torch.allclose(gram_volume(z), svals.prod(-1), atol=1e-5)
+
+
+def test_gram_loss_prefers_aligned_pairs_ignores_incomplete_instances_and_stays_finite():
+    from methods.pmrl.gram import cross_volumes, gram_loss, initial_log_inv_tau
+
+    tau = torch.tensor(initial_log_inv_tau())
+    a = _unit(6, 8, seed=4)
+    aligned = torch.stack([a, a + 0.05 * _unit(6, 8, seed=5)], 1)
+    shuffled = torch.stack([a, _unit(6, 8, seed=6)], 1)
+    assert gram_loss(aligned, None, tau) < gram_loss(shuffled, None, tau)
+    vol = cross_volumes(F.normalize(aligned[:, 0], dim=-1), F.normalize(aligned[:, 1:], dim=-1))
+    assert vol.shape == (6, 6) and (vol.diagonal() < vol.masked_fill(torch.eye(6, dtype=torch.bool), 9).min(1).values).all()
+    # incomplete instances take no part: their values change nothing
+    mask = torch.ones(6, 2, dtype=torch.bool)
+    mask[0, 1] = mask[3, 0] = False
+    other = aligned.clone()
+    other[0, 1], other[3, 0] = 5.0, -7.0
+    assert torch.equal(gram_loss(aligned, mask, tau), gram_loss(other, mask, tau))
+    # identical rows (zero volume) keep finite gradients
+    z = torch.stack([a, a], 1).requires_grad_()
+    gram_loss(z, None, tau).backward()
+    assert torch.isfinite(z.grad).all()
+
+
+def test_pmrl_objective_gram_trains_its_temperature():
+    bench = BENCHMARKS.get("digits-ms")(make_config(BENCHMARKS.get("digits-ms").Config, {"dm": 1}, "digits-ms"))
+    spec, train = bench.spec(), load_splits(bench, 0.5, seed=0)[0]
+    batch = train.batch(torch.arange(32))
+    torch.manual_seed(0)
+    model = PMRL(spec, PMRL.Config(objective="gram"))
+    out = model.loss(batch)
+    assert out["tau"].item() == pytest.approx(0.07)
+    out["loss"].backward()
+    assert model.log_inv_tau.grad is not None and model.log_inv_tau.grad.abs() > 0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    with pytest.raises(ValueError, match="objective"):
+        PMRL(spec, PMRL.Config(objective="volume"))

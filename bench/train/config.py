@@ -12,7 +12,9 @@ class TrainerConfig:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
-    gradient_clipping: float = 0.0
+    # None: the method's default (MultimodalMethod.default_gradient_clipping: 0 = off, PMRL 2.0), filled in by
+    # resolve_spec, so the RunSpec always holds a number
+    gradient_clipping: float | None = None
     zero_stage: int = 0           # used on GPU; CPU always runs ZeRO-0 in fp32
     precision: str = "fp32"       # fp32 | bf16 (GPU)
     val_fraction: float = 0.1
@@ -28,6 +30,9 @@ class TrainerConfig:
             raise ValueError("trainer.epochs and trainer.batch_size must be at least 1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"trainer.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.gradient_clipping is not None and not self.gradient_clipping >= 0:
+            raise ValueError(f"trainer.gradient_clipping must be >= 0 (0 = off) or null (the method's default), "
+                             f"got {self.gradient_clipping}")
         if self.zero_stage not in (0, 1, 2, 3):
             raise ValueError(f"trainer.zero_stage must be 0, 1, 2 or 3, got {self.zero_stage}")
 

@@ -58,7 +58,7 @@ def ds_config(trainer: dict[str, Any], use_cuda: bool) -> dict:
     cfg = {
         "train_micro_batch_size_per_gpu": int(trainer["batch_size"]),
         "gradient_accumulation_steps": 1,
-        "gradient_clipping": float(trainer.get("gradient_clipping", 0.0)),
+        "gradient_clipping": float(trainer.get("gradient_clipping") or 0.0),
         "optimizer": {
             "type": "AdamW" if float(trainer.get("weight_decay", 0.0)) > 0 else "Adam",
             "params": {"lr": float(trainer["lr"]), "weight_decay": float(trainer.get("weight_decay", 0.0)),

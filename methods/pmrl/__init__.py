@@ -27,11 +27,15 @@ leading vectors over the local batch, unit weights, tau1 = 0.05, tau2 = 0.1 (fin
   instances with n_i >= 2 (a one-modality instance has a single logit, hence no alignment term); L_reg runs over
   every instance with n_i >= 1 (a one-modality instance has v = its embedding); instances with nothing observed
   are left out of both.
+* Gradient clipping: the method's default clip is 2.0 (§1.7), used when ``trainer.gradient_clipping`` is null.
+* ``objective="gram"`` (registered on its own as ``pmrl_gram``): GRAM's volume contrastive loss (§1.11,
+  ``methods/pmrl/gram.py``) replaces L_align + L_reg on the same encoders, so reports can set the dominant singular
+  value against the product of all singular values (the volume).
 * Representation: per-modality z^m (NaN where unobserved) and ``joint`` = the sign-canonicalised leading right
   singular vector v of the observed rows (Config ``joint="leading"``), or the normalised mean of the observed z^m
   (``joint="mean"``).
 """
 
-from methods.pmrl.model import PMRL, pmrl_loss, pmrl_terms
+from methods.pmrl.model import PMRL, PMRLGram, pmrl_loss, pmrl_terms
 
-__all__ = ["PMRL", "pmrl_loss", "pmrl_terms"]
+__all__ = ["PMRL", "PMRLGram", "pmrl_loss", "pmrl_terms"]

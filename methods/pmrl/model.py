@@ -11,6 +11,7 @@ from torch import nn
 from bench.method import MultimodalMethod
 from bench.nn.modules import build_encoder, observed_inputs
 from bench.registry import register_method
+from methods.pmrl.gram import gram_loss, initial_log_inv_tau
 
 EPS = 1e-12  # floor of the Gram eigenvalues before the square root (§1.5)
 
@@ -95,6 +96,7 @@ def pmrl_loss(z: torch.Tensor, tau1: float = 0.05, tau2: float = 0.1, mask: torc
 class PMRL(MultimodalMethod):
     kind = "method"
     version = 1
+    default_gradient_clipping = 2.0   # §1.7: the official code clips the gradient norm at 2.0
 
     @dataclass(frozen=True)
     class Config:
@@ -109,15 +111,21 @@ class PMRL(MultimodalMethod):
         warmup_epochs: int = 0
         # joint embedding: "leading" = the sign-canonicalised leading singular vector v; "mean" = normalised mean z^m
         joint: str = "leading"
+        # "pmrl": L_align + L_reg (§1.4); "gram": GRAM's volume contrastive loss (§1.11) in its place, for comparison
+        objective: str = "pmrl"
 
     def __init__(self, spec, cfg):
         super().__init__(spec, cfg)
         if cfg.joint not in ("leading", "mean"):
             raise ValueError(f"pmrl: joint must be 'leading' or 'mean', got {cfg.joint!r}")
+        if cfg.objective not in ("pmrl", "gram"):
+            raise ValueError(f"pmrl: objective must be 'pmrl' or 'gram', got {cfg.objective!r}")
         mods = spec.modalities
         self.encoders = nn.ModuleDict({m.name: build_encoder(m, cfg.hidden) for m in mods})
         self.heads = nn.ModuleDict({m.name: nn.Linear(self.encoders[m.name].out_dim, cfg.dim, bias=False)
                                     for m in mods})
+        if cfg.objective == "gram":   # GRAM's learnable temperature, as log(1/tau)
+            self.log_inv_tau = nn.Parameter(torch.tensor(initial_log_inv_tau()))
 
     def encode(self, batch: dict) -> torch.Tensor:
         """Normalised z [B, M, d]; rows of unobserved modalities are computed from the zero fill (mask them)."""
@@ -127,6 +135,10 @@ class PMRL(MultimodalMethod):
 
     def loss(self, batch: dict) -> dict[str, torch.Tensor]:
         mask = batch["mask"]
+        if self.cfg.objective == "gram":
+            with _no_autocast(mask.device):
+                loss = gram_loss(self.encode(batch), mask, self.log_inv_tau)
+            return {"loss": loss, "tau": (-self.log_inv_tau).exp().detach()}
         t = pmrl_terms(self.encode(batch), mask, self.cfg.tau1, self.cfg.tau2)
         warm = self.epoch < self.cfg.warmup_epochs
         loss = t["align"] if warm else t["align"] + t["reg"]
@@ -150,3 +162,13 @@ class PMRL(MultimodalMethod):
         for j, m in enumerate(self.modality_names):
             out[m] = torch.where(mask[:, j : j + 1], z[:, j], torch.full_like(z[:, j], float("nan")))
         return out
+
+
+@register_method("pmrl_gram")
+class PMRLGram(PMRL):
+    """PMRL's encoders and heads trained with GRAM's volume loss (§1.11) instead of L_align + L_reg: the objective
+    PMRL argues against, registered under its own name so that reports show the two side by side."""
+
+    @dataclass(frozen=True)
+    class Config(PMRL.Config):
+        objective: str = "gram"
