@@ -124,8 +124,9 @@ class PMRL(MultimodalMethod):
         self.encoders = nn.ModuleDict({m.name: build_encoder(m, cfg.hidden) for m in mods})
         self.heads = nn.ModuleDict({m.name: nn.Linear(self.encoders[m.name].out_dim, cfg.dim, bias=False)
                                     for m in mods})
-        if cfg.objective == "gram":   # GRAM's learnable temperature, as log(1/tau)
-            self.log_inv_tau = nn.Parameter(torch.tensor(initial_log_inv_tau()))
+        if cfg.objective == "gram":   # GRAM's learnable temperature, as log(1/tau); shape [1]: DeepSpeed's
+            # parameter broadcast views every parameter as bytes, which a 0-dim tensor cannot be
+            self.log_inv_tau = nn.Parameter(torch.tensor([initial_log_inv_tau()]))
 
     def encode(self, batch: dict) -> torch.Tensor:
         """Normalised z [B, M, d]; rows of unobserved modalities are computed from the zero fill (mask them)."""
@@ -138,7 +139,7 @@ class PMRL(MultimodalMethod):
         if self.cfg.objective == "gram":
             with _no_autocast(mask.device):
                 loss = gram_loss(self.encode(batch), mask, self.log_inv_tau)
-            return {"loss": loss, "tau": (-self.log_inv_tau).exp().detach()}
+            return {"loss": loss, "tau": (-self.log_inv_tau).exp().detach().squeeze(0)}
         t = pmrl_terms(self.encode(batch), mask, self.cfg.tau1, self.cfg.tau2)
         warm = self.epoch < self.cfg.warmup_epochs
         loss = t["align"] if warm else t["align"] + t["reg"]
