@@ -11,8 +11,8 @@ from bench.method import MultimodalMethod
 from bench.nn.dists import laplace_log_prob, log_likelihood
 from bench.nn.iwae import ESTIMATORS, needs_detached_q
 from bench.nn.laplace import LaplaceHead, laplace_log_density, laplace_rsample, log_mixture_laplace, softmax_scale
-from bench.nn.modules import (build_decoder, build_encoder, likelihood_mean, observed_inputs, posterior_embeddings,
-                              reconstruction_weights, without)
+from bench.nn.modules import (build_decoder, build_encoder, likelihood_mean, observed_inputs, observed_mean,
+                              pick_observed, posterior_embeddings, reconstruction_weights, without)
 from bench.registry import register_method
 
 IMAGE_LIKELIHOODS = ("auto", "laplace")
@@ -36,24 +36,6 @@ def prior_log_density(x: Tensor) -> Tensor:
     (scale softmax(0) * D = 1; ``epalu/mmvaeplus:src/models/vae_polymnist.py`` ``_pu_params``)."""
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     return laplace_log_prob(x, zero, zero).sum(-1)
-
-
-def observed_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """[B, ...]: mean over the observed modalities of ``values`` [M, B, ...] (mask [B, M]); 0 where none is."""
-    keep = mask.transpose(0, 1).reshape(mask.shape[::-1] + (1,) * (values.dim() - 2))
-    total = torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum(0)
-    count = mask.sum(1).clamp(min=1).to(values.dtype)
-    return total / count.reshape((-1,) + (1,) * (total.dim() - 1))
-
-
-def pick_observed(values: Tensor, mask: Tensor) -> Tensor:
-    """[B, ...]: per sample, ``values`` [M, B, ...] of one observed modality drawn uniformly (one draw of the
-    mixture's component); 0 where no modality is observed."""
-    empty = ~mask.any(1)
-    probs = torch.where(empty.unsqueeze(1), torch.ones_like(mask), mask).float()
-    comp = torch.multinomial(probs, 1).squeeze(1)
-    picked = values[comp, torch.arange(mask.shape[0], device=mask.device)]
-    return torch.where(empty.reshape((-1,) + (1,) * (picked.dim() - 1)), torch.zeros_like(picked), picked)
 
 
 @register_method("mmvae_plus")

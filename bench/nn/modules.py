@@ -245,3 +245,21 @@ def reconstruction_weights(weights: tuple[float, ...], n_modalities: int) -> tup
     if weights and len(weights) != n_modalities:
         raise ValueError(f"recon_weights has {len(weights)} entries, the benchmark has {n_modalities} modalities")
     return tuple(float(w) for w in weights) or (1.0,) * n_modalities
+
+
+def observed_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B, ...]: mean over the observed modalities of ``values`` [M, B, ...] (mask [B, M]); 0 where none is."""
+    keep = mask.transpose(0, 1).reshape(mask.shape[::-1] + (1,) * (values.dim() - 2))
+    total = torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum(0)
+    count = mask.sum(1).clamp(min=1).to(values.dtype)
+    return total / count.reshape((-1,) + (1,) * (total.dim() - 1))
+
+
+def pick_observed(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B, ...]: per sample, ``values`` [M, B, ...] of one observed modality drawn uniformly (one draw of the
+    mixture's component); 0 where no modality is observed."""
+    empty = ~mask.any(1)
+    probs = torch.where(empty.unsqueeze(1), torch.ones_like(mask), mask).float()
+    comp = torch.multinomial(probs, 1).squeeze(1)
+    picked = values[comp, torch.arange(mask.shape[0], device=mask.device)]
+    return torch.where(empty.reshape((-1,) + (1,) * (picked.dim() - 1)), torch.zeros_like(picked), picked)
