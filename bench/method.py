@@ -4,7 +4,8 @@ A method is an ``nn.Module`` registered by name and built from ``(BenchmarkSpec,
 ``loss(batch) -> dict`` (key ``loss`` is minimised; other scalar entries are logged) and
 ``embed(batch) -> {"joint": Tensor[B, d], <modality>: Tensor[B, d], ...}``. Optional capabilities are the
 methods it defines: ``generate(batch, target)``, ``sample(n)``, ``predict(batch)``, ``segment(batch)``,
-``fit_after(train)``. A batch is ``{"data": {name: Tensor}, "mask": Bool[B, M], "label": Long[B]}``; labels
+``fit_after(train)``, ``structure()`` (learned graphs, see :mod:`bench.eval.structure`). A batch is
+``{"data": {name: Tensor}, "mask": Bool[B, M], "label": Long[B]}``; labels
 must never be used by unsupervised training.
 """
 
@@ -19,7 +20,7 @@ from torch import nn
 
 from bench.data.contracts import BenchmarkSpec
 
-OPTIONAL = ("generate", "sample", "predict", "segment", "fit_after")
+OPTIONAL = ("generate", "sample", "predict", "segment", "fit_after", "structure")
 
 
 class MultimodalMethod(nn.Module, abc.ABC):

@@ -114,9 +114,12 @@ def register_metric(
 # registry stays cheap and the engine core never imports a particular method at module level.
 BUILTIN_MODULES = (
     "bench.data.embedded",
+    "bench.data.formats",
     "bench.eval.metrics",
     "bench.eval.generative",
     "bench.eval.analyses",
+    "bench.eval.structure",
+    "bench.eval.prediction",
     "baselines",
     "methods",
 )

@@ -1,3 +1,3 @@
 """The seed methods (CM-GLasso, PMRL, DCMEM): importing this package registers those that have landed."""
 
-from methods import dcmem, pmrl  # noqa: F401
+from methods import cm_glasso, dcmem, pmrl  # noqa: F401

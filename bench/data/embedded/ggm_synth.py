@@ -180,7 +180,7 @@ class GGMSynth(Benchmark):
             tasks=("representation", "structure", "classification"),
             # zero class means by default: the classes differ in covariance only, so k-means on raw features is
             # at chance and the structure metrics (edge F1 against extras) are the point of this benchmark
-            default_metrics=("probe_linear", "probe_mlp"),
+            default_metrics=("probe_linear", "probe_mlp", "predict_acc", "edge_precision", "edge_recall", "edge_f1"),
         )
 
     def build(self) -> tuple[MultimodalDataset, MultimodalDataset]:
