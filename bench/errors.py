@@ -15,3 +15,18 @@ class RunFailed(Exception):
 
 class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class DataError(BenchError):
+    """A paper dataset on disk is corrupt or partial; the message names the file and what is wrong."""
+
+
+class DataMissing(DataError):
+    """A paper dataset is absent (``missing``) or lacks some of its files (``incomplete``).
+
+    ``missing_files`` lists the absent paths, relative to the benchmark's folder."""
+
+    def __init__(self, message: str, missing_files: tuple[str, ...] = (), state: str = "missing"):
+        super().__init__(message)
+        self.missing_files = tuple(missing_files)
+        self.state = state

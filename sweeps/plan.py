@@ -42,6 +42,8 @@ class Plan:
     cells: list[Cell]
     missing_methods: list[str]
     missing_benchmarks: list[str] = field(default_factory=list)
+    missing_data: dict[str, str] = field(default_factory=dict)  # benchmark -> why its data is not usable
+    data_root: str = ""
 
     @property
     def tuned(self) -> bool:
@@ -55,20 +57,65 @@ def final_spec(cell: Cell, seed: int, params_cfg: dict | None = None) -> dict:
     return resolve_spec(cfg)
 
 
-def make_plan(suite: Suite, extra_overrides: tuple[str, ...] = ()) -> Plan:
-    """Validate everything a sweep needs before anything trains; raises BenchError on bad input."""
+def needs_data(benchmark: str) -> bool:
+    return getattr(BENCHMARKS.get(benchmark), "needs_data", False)
+
+
+def root_override(root: str) -> str:
+    if "'" in root:
+        raise BenchError(f"data root {root!r}: a path with a quote (') cannot be passed to the runs")
+    return f"benchmark.root='{root}'"  # quoted: Hydra's grammar reads an unquoted path with some characters wrongly
+
+
+def unusable_data(suite: Suite, extra_overrides: tuple[str, ...], root: str) -> dict[str, str]:
+    """{benchmark: why not} for the suite's paper benchmarks whose files are missing or unreadable under ``root``.
+    Cheap: files are listed and checked, nothing is decoded."""
+    from bench.config import make_config
+    from bench.errors import DataError
+
+    out = {}
+    for b in suite.benchmarks:
+        if b.name not in BENCHMARKS or not needs_data(b.name):
+            continue
+        cfg = compose([*suite.overrides, *b.overrides, root_override(root), *extra_overrides, f"benchmark={b.name}"])
+        cls = BENCHMARKS.get(b.name)
+        values = {k: v for k, v in cfg["benchmark"].items() if k != "name"}
+        try:
+            cls(make_config(cls.Config, values, f"benchmark {b.name}")).check_present()
+        except DataError as e:
+            out[b.name] = str(e)
+    return out
+
+
+def make_plan(suite: Suite, extra_overrides: tuple[str, ...] = (), data_root: str | None = None,
+              skip_missing: bool = False) -> Plan:
+    """Validate everything a sweep needs before anything trains; raises BenchError on bad input.
+
+    Paper benchmarks read their files from ``data_root`` (``--root``, else $MMRL_DATA, else ~/.mmrl-bench/data),
+    passed to every run as ``benchmark.root``. If some have no usable data the plan is refused, naming them, unless
+    ``skip_missing``: then they are left out and listed in ``missing_data``."""
+    from bench.data.root import data_root as resolve_root
+
     missing = [m.name for m in suite.methods if m.name not in METHODS]
     # not registered yet (a later issue) or a typo: listed with the closest registered name, never trained
     missing_b = [b.name for b in suite.benchmarks if b.name not in BENCHMARKS]
+    root = str(resolve_root(data_root))
+    no_data = unusable_data(suite, tuple(extra_overrides), root)
+    if no_data and not skip_missing:
+        hint = f" --root {data_root}" if data_root else ""
+        raise BenchError(f"suite {suite.name}: no usable data for {', '.join(no_data)} under {root}; run "
+                         f"`python -m bench data check --suite {suite.name}{hint}` to see what is missing and where to "
+                         "get it, or add --skip-missing to run the other benchmarks")
     cells = []
     for m in suite.methods:
         if m.name in missing:
             continue
         space = load_space(m.name, suite.search.get(m.name)) if suite.tune else {}
         for b in suite.benchmarks:
-            if b.name in missing_b:
+            if b.name in missing_b or b.name in no_data:
                 continue
-            overrides = [*suite.overrides, *m.overrides, *b.overrides, *extra_overrides,
+            data = [root_override(root)] if needs_data(b.name) else []
+            overrides = [*suite.overrides, *m.overrides, *b.overrides, *data, *extra_overrides,
                          f"method={m.name}", f"benchmark={b.name}", f"seed={suite.seeds[0]}"]
             try:
                 base = compose(overrides)
@@ -84,9 +131,10 @@ def make_plan(suite: Suite, extra_overrides: tuple[str, ...] = ()) -> Plan:
         what = "; ".join(filter(None, [
             f"methods not registered: {', '.join(missing)}" if missing else "",
             f"benchmarks not registered: {', '.join(missing_b)} (registered: {', '.join(BENCHMARKS.names())})"
-            if missing_b else ""]))
+            if missing_b else "",
+            f"no data under {root} for {', '.join(no_data)}" if no_data else ""]))
         raise BenchError(f"suite {suite.name} has nothing to run ({what})")
-    return Plan(suite, cells, missing, missing_b)
+    return Plan(suite, cells, missing, missing_b, no_data, root)
 
 
 def default_runs(plan: Plan) -> list[dict]:

@@ -16,6 +16,9 @@ A suite is a YAML file, either one of ``sweeps/conf/suite/<name>.yaml`` or any p
       reduction_factor: 2
       metric: probe_split_half         # validation metric reported each epoch (ASHA + Optuna)
     resources: {cpu: 1, gpu: 0}        # per run
+    gpu:                               # optional: what changes when the sweep has GPUs (see Suite.for_device)
+      overrides: [trainer=gpu-zero1]   #   appended to overrides
+      resources: {cpu: 4, gpu: 1}      #   replaces resources
     max_retries: 1                     # a failing run is retried this often, then recorded failed
     search:                            # optional: a method's search space for this suite, replacing
       mvae: {method.beta: {uniform: [0.5, 2.0]}}   # sweeps/conf/search/<method>.yaml
@@ -23,6 +26,7 @@ A suite is a YAML file, either one of ``sweeps/conf/suite/<name>.yaml`` or any p
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +77,15 @@ class Suite:
     search: dict = field(default_factory=dict)
     description: str = ""
     source: str = ""
+    gpu: dict = field(default_factory=dict)
+
+    def for_device(self, gpu: bool) -> "Suite":
+        """The suite as run with (``gpu``) or without GPUs: its ``gpu`` section (the GPU trainer settings and
+        per-run resources) applies only with them, so a GPU suite still runs, on the CPU settings, elsewhere."""
+        if not gpu or not self.gpu:
+            return self
+        return dataclasses.replace(self, overrides=(*self.overrides, *self.gpu.get("overrides", ())),
+                                   resources={**self.resources, **self.gpu.get("resources", {})})
 
 
 def suite_names() -> list[str]:
@@ -107,7 +120,7 @@ def load_suite(name_or_path: str) -> Suite:
     except yaml.YAMLError as e:
         raise BenchError(f"suite file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     known = {"name", "description", "methods", "benchmarks", "obs_ratios", "seeds", "overrides", "tune", "resources",
-             "max_retries", "search"}
+             "max_retries", "search", "gpu"}
     unknown = set(raw) - known
     if unknown:
         raise BenchError(f"suite {path.name}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(known))}")
@@ -127,6 +140,10 @@ def load_suite(name_or_path: str) -> Suite:
     if bad:
         raise BenchError(f"suite {where}: obs_ratios must be in (0, 1], got {bad}")
     resources = {"cpu": 1, "gpu": 0, **(raw.get("resources") or {})}
+    gpu = raw.get("gpu") or {}
+    if not isinstance(gpu, dict) or set(gpu) - {"overrides", "resources"}:
+        raise BenchError(f"suite {where}: gpu must be a mapping with overrides and/or resources, got {gpu!r}")
+    gpu = {"overrides": tuple(map(str, gpu.get("overrides") or ())), "resources": dict(gpu.get("resources") or {})}
     return Suite(
         name=str(where),
         methods=_entries(raw.get("methods"), "methods", where),
@@ -140,4 +157,5 @@ def load_suite(name_or_path: str) -> Suite:
         search=dict(raw.get("search") or {}),
         description=str(raw.get("description", "")),
         source=str(path),
+        gpu=gpu if gpu["overrides"] or gpu["resources"] else {},
     )
