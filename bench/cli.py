@@ -1,4 +1,4 @@
-"""``python -m bench``: sweep | run | report | perf | ls (data arrives with its issue).
+"""``python -m bench``: sweep | run | report | perf | ls | data.
 
 Bad input prints one line and exits 2; a run that fails is recorded as failed and exits 1.
 """
@@ -86,6 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"already done: {label}, run {run_id}; showing the stored result (--force retrains)")
         outcome_record = store.get(run_id)
     else:
+        _check_data(spec)
         console.print(f"training {label}, run {run_id}")
         progress = Progress(console, spec["trainer"]["epochs"]) if spec["trainer"]["progress"] else None
         try:
@@ -100,6 +101,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_data(spec: dict) -> None:
+    """A paper benchmark whose files are missing is refused before the run is claimed (exit 2), as sweeps are."""
+    from bench.config import make_config
+    from bench.registry import BENCHMARKS
+
+    cls = BENCHMARKS.get(spec["benchmark"]["name"])
+    if getattr(cls, "needs_data", False):
+        cls(make_config(cls.Config, spec["benchmark"]["config"], "benchmark")).check_present()
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from rich.table import Table
 
@@ -109,8 +120,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from sweeps.progress import SweepDisplay
     from sweeps.suite import load_suite
 
-    suite = load_suite(args.suite)
-    plan = make_plan(suite, tuple(args.overrides))
+    suite = _suite_for_this_machine(load_suite(args.suite), args)
+    plan = make_plan(suite, tuple(args.overrides), data_root=args.root, skip_missing=args.skip_missing)
     root = Path(args.results or os.environ.get("MMRL_RESULTS") or "results")
     console = _console()
     console.print(f"suite {suite.name}: {len(plan.cells)} cells x {len(suite.seeds)} seeds"
@@ -119,6 +130,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         console.print(f"missing (not registered yet): methods {', '.join(plan.missing_methods)}")
     if plan.missing_benchmarks:
         console.print(f"missing (not registered yet): benchmarks {', '.join(plan.missing_benchmarks)}")
+    if plan.missing_data:
+        console.print(f"missing (no data under {plan.data_root}, skipped): benchmarks {', '.join(plan.missing_data)}; "
+                      f"see python -m bench data check --suite {suite.name}", soft_wrap=True)
     if args.dry_run:
         store = ResultStore(root, args.index_url)
         t = Table(title=f"suite {suite.name}: final runs")
@@ -147,6 +161,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suite_for_this_machine(suite, args: argparse.Namespace):
+    """The suite's GPU settings when the sweep has GPUs (--gpu / --no-gpu, else whether this machine sees one), and
+    for a local Ray instance no more CPUs per run than it has (Ray would wait forever for a larger slot)."""
+    import dataclasses
+
+    gpu = args.gpu
+    if gpu is None:
+        import torch
+
+        gpu = torch.cuda.is_available()
+    suite = suite.for_device(gpu)
+    if not args.address:
+        cpus = args.cpus or os.cpu_count() or 1
+        if suite.resources.get("cpu", 1) > cpus:
+            suite = dataclasses.replace(suite, resources={**suite.resources, "cpu": cpus})
+    return suite
+
+
 def _write_sweep_report(console, plan, root: Path, index_url, result) -> None:
     """The suite's report when the reports module is present, else a summary table of the final runs."""
     from bench.store import ResultStore
@@ -160,7 +192,11 @@ def _write_sweep_report(console, plan, root: Path, index_url, result) -> None:
         import pandas as pd
 
         expected = pd.DataFrame([{"method": s["method"]["name"], "benchmark": s["benchmark"]["name"],
-                                  "obs_ratio": s["obs_ratio"], "seed": s["seed"]} for s in result.specs])
+                                  "obs_ratio": s["obs_ratio"], "seed": s["seed"]} for s in result.specs]
+                                # benchmarks skipped for want of data read "missing" in the report
+                                + [{"method": m, "benchmark": b, "obs_ratio": r, "seed": seed}
+                                   for b in plan.missing_data for m in sorted({c.method for c in plan.cells})
+                                   for r in plan.suite.obs_ratios for seed in plan.suite.seeds])
         paths = report_from_store(store, root / "report" / plan.suite.name, suite=plan.suite.name, expected=expected,
                                   config={"suite": plan.suite.__dict__ | {"source": plan.suite.source}})
         console.print(f"report: {paths['index.html']}")
@@ -189,6 +225,19 @@ def cmd_perf(args: argparse.Namespace) -> int:
         console.print(f"{r['method']} on {r['benchmark']} ({r['samples']} samples, batch 128, {r['threads']} torch threads): "
                       f"bare torch loop {r['bare_samples_s']:.0f} samples/s, DeepSpeed engine "
                       f"{r['engine_samples_s']:.0f} samples/s: engine overhead {r['engine_overhead_pct']:+.1f} %")
+    elif args.what == "data":
+        from bench.perf_data import perf_data, print_perf_data
+
+        print_perf_data(console, perf_data())
+    elif args.what == "scale":
+        from bench.perf_scale import perf_scale, print_perf_scale
+
+        print_perf_scale(console, perf_scale(args.method, args.benchmark, repeats=args.repeats))
+    elif args.what == "glasso":
+        from bench.perf_glasso import perf_glasso, print_perf_glasso
+
+        csv_path = Path(os.environ.get("MMRL_RESULTS") or "results") / "perf" / "glasso.csv"
+        print_perf_glasso(console, perf_glasso(repeats=args.repeats), csv_path)
     else:
         r = perf.perf_sweep(n_runs=args.runs)
         console.print(f"{r['runs']} runs: in-process {r['in_process_s']:.1f} s, through bench sweep (1 CPU) "
@@ -215,9 +264,31 @@ def cmd_ls(args: argparse.Namespace) -> int:
         for c in ("name", "modalities", "classes", "default metrics"):
             t.add_column(c)
         for name, cls in BENCHMARKS.items():
+            if getattr(cls, "needs_data", False):  # never read a dataset just to list it
+                from bench.data.formats.base import DiskBenchmark
+
+                static = cls.spec is not DiskBenchmark.spec  # a spec that needs no data
+                spec = cls().spec() if static else None
+                t.add_row(name, f"{cls.summary} (data: bench data check)", str(spec.n_classes) if spec else "from data",
+                          ", ".join(spec.default_metrics) if spec else "")
+                continue
             spec = cls().spec()
             mods = ", ".join(f"{m.name} {m.kind} {'x'.join(map(str, m.shape))}" for m in spec.modalities)
             t.add_row(name, mods, str(spec.n_classes), ", ".join(spec.default_metrics))
+        console.print(t)
+    if what in ("suites", "all"):
+        from sweeps.suite import load_suite, suite_names
+
+        t = Table(title="suites (python -m bench sweep --suite NAME)")
+        t.add_column("name", no_wrap=True)
+        t.add_column("benchmarks")
+        for c in ("methods", "obs ratios", "seeds", "tuning"):
+            t.add_column(c, no_wrap=True)
+        for name in suite_names():
+            s = load_suite(name)
+            t.add_row(name, ", ".join(b.name for b in s.benchmarks), str(len(s.methods)),
+                      ", ".join(f"{r:g}" for r in s.obs_ratios), str(len(s.seeds)),
+                      f"{s.tune.n_trials} trials" if s.tune else "none")
         console.print(t)
     if what in ("metrics", "all"):
         t = Table(title="metrics")
@@ -227,6 +298,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
             t.add_row(name, "higher" if info.higher_is_better else "lower", ", ".join(info.needs), info.description)
         console.print(t)
     return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from bench.data.check import check_suite, report
+    from sweeps.suite import load_suite
+
+    suite = load_suite(args.suite)
+    return report(check_suite(suite, args.root), suite.name, args.root, _console())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,14 +325,23 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--suite", default="quick", help="quick (default), embedded, paper, or a path to a suite .yaml")
     sw.add_argument("--address", help="join the Ray cluster at HOST:PORT instead of starting a local one")
     sw.add_argument("--results", help="results folder (default: $MMRL_RESULTS or ./results)")
-    sw.add_argument("--index-url", help="SQLAlchemy URL of the run index (default: SQLite in the results folder)")
-    sw.add_argument("--optuna-storage", help="Optuna RDB storage URL (default: SQLite in the results folder)")
+    sw.add_argument("--store", "--index-url", dest="index_url", metavar="URL",
+                    help="database URL of the run index, e.g. postgresql://user:password@host/db to share it "
+                         "between drivers; a non-SQLite URL also holds the Optuna studies (default: SQLite in the "
+                         "results folder)")
+    sw.add_argument("--optuna-storage", metavar="URL",
+                    help="Optuna RDB storage URL (default: the --store database, else SQLite in the results folder)")
     sw.add_argument("--cpus", type=int, help="CPUs of the local Ray instance (default: all)")
     sw.add_argument("--fresh", action="store_true", help="start new Optuna studies for this suite's cells")
     sw.add_argument("--dry-run", action="store_true", help="print the runs as new / done / failed and exit")
+    sw.add_argument("--root", help="data root of the paper benchmarks (default: $MMRL_DATA, else ~/.mmrl-bench/data)")
+    sw.add_argument("--skip-missing", action="store_true",
+                    help="run the benchmarks whose data is present and list the others as missing (default: refuse)")
+    sw.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
+                    help="use the suite's GPU settings (default: when this machine sees a GPU)")
     sw.set_defaults(func=cmd_sweep)
     pf = sub.add_parser("perf", help="performance benchmarks, reported as ratios against a baseline in the same run")
-    pf.add_argument("what", choices=("train", "sweep"))
+    pf.add_argument("what", choices=("train", "sweep", "data", "scale", "glasso"))
     pf.add_argument("--method", default="mvae")
     pf.add_argument("--benchmark", default="digits-ms")
     pf.add_argument("--repeats", type=int, default=3)
@@ -263,8 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parser(sub)
     ls = sub.add_parser("ls", help="list registered methods, benchmarks or metrics")
-    ls.add_argument("what", nargs="?", default="all", choices=("methods", "benchmarks", "metrics", "all"))
+    ls.add_argument("what", nargs="?", default="all", choices=("methods", "benchmarks", "metrics", "suites", "all"))
     ls.set_defaults(func=cmd_ls)
+    data = sub.add_parser("data", help="the paper datasets on disk: what is present, what is missing, where to get it")
+    data.add_argument("action", choices=("check",))
+    data.add_argument("--suite", default="paper", help="the suite whose benchmarks are checked (default: paper)")
+    data.add_argument("--root", help="data root (default: $MMRL_DATA, else ~/.mmrl-bench/data)")
+    data.set_defaults(func=cmd_data)
     return p
 
 

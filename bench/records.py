@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import pandas as pd
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: the workers column
 
 SCHEMA = pa.schema([
     ("run_id", pa.string()),
@@ -39,6 +39,7 @@ SCHEMA = pa.schema([
     ("git_sha", pa.string()),
     ("versions", pa.string()),      # JSON {package: version}
     ("hardware", pa.string()),
+    ("workers", pa.int32()),        # data-parallel workers that trained the run (1: one process)
 ])
 COLUMNS = [f.name for f in SCHEMA]
 
@@ -75,7 +76,7 @@ def hardware() -> str:
 
 
 def make_rows(spec: dict, run_id: str, kind: str, results: Iterable[dict[str, Any]], epoch: int,
-              wall_s: float) -> pd.DataFrame:
+              wall_s: float, workers: int = 1) -> pd.DataFrame:
     """``results``: dicts with metric, target, value, higher_is_better, split, status."""
     base = {
         "run_id": run_id,
@@ -93,16 +94,19 @@ def make_rows(spec: dict, run_id: str, kind: str, results: Iterable[dict[str, An
         "git_sha": git_sha(),
         "versions": package_versions(),
         "hardware": hardware(),
+        "workers": int(workers),
     }
     df = pd.DataFrame([{**base, **r} for r in results], columns=COLUMNS)
     return df
 
 
 def migrate(df: pd.DataFrame) -> pd.DataFrame:
-    """Bring a record read from disk to the current schema (no older versions exist yet)."""
+    """Bring a record read from disk to the current schema."""
     version = int(df["schema_version"].iloc[0]) if len(df) else SCHEMA_VERSION
     if version > SCHEMA_VERSION:
         raise ValueError(f"record schema version {version} is newer than this mmrl-bench ({SCHEMA_VERSION})")
+    if version < 2 and "workers" not in df.columns:
+        df = df.assign(workers=1)  # before multi-worker trials every run trained in one process
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"record lacks columns {missing}")

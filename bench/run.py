@@ -21,7 +21,7 @@ from bench.eval.evaluate import evaluate
 from bench.records import make_rows
 from bench.registry import BENCHMARKS, METHODS, METRICS
 from bench.spec import RunSpec, canonical_json, compute_run_id, derive_seed
-from bench.store import ResultStore
+from bench.store import ClaimHeld, ResultStore
 from bench.train.config import EvalConfig, TrainerConfig
 from bench.train.loop import train
 
@@ -92,9 +92,14 @@ def seed_everything(seed: int) -> None:
 
 
 def run_one(spec: dict, store: ResultStore, force: bool = False,
-            progress: Callable[[dict], None] | None = None) -> RunOutcome:
+            progress: Callable[[dict], None] | None = None, cpus_per_worker: float = 1.0,
+            tune_report_key: str | None = None) -> RunOutcome:
     """Train and evaluate one resolved spec unless the store has it. Failures are recorded and re-raised as
-    :class:`RunFailed`; nothing partial is written."""
+    :class:`RunFailed`; nothing partial is written.
+
+    With ``trainer.workers`` > 1 the run trains as a Ray Train job of that many workers (``cpus_per_worker``
+    each) while this process holds the claim; ``tune_report_key`` says that it is a Tune trial, whose workers
+    report each epoch to Tune."""
     run_id = compute_run_id(spec)
     if store.is_done(run_id) and not force:
         return RunOutcome(run_id, "cached", store.get(run_id))
@@ -102,14 +107,21 @@ def run_one(spec: dict, store: ResultStore, force: bool = False,
             "obs_ratio": spec["obs_ratio"], "seed": spec["seed"], "suite": spec.get("suite", "")}
     if not store.claim(run_id, meta, force=force):
         row = store.index_row(run_id) or {}
-        raise BenchError(f"run {run_id} is being trained by another process ({row.get('owner', '?')}); "
-                         "wait for it or use another results folder")
+        raise ClaimHeld(f"run {run_id} is being trained by another process ({row.get('owner', '?')}); "
+                        "wait for it or use another results folder")
     t0 = time.perf_counter()
     if force:  # retrain from scratch, not from the finished run's last checkpoint
         shutil.rmtree(store.checkpoint_dir(run_id), ignore_errors=True)
     try:
         store.mark(run_id, "running")
-        record = _execute(spec, run_id, store, progress)
+        with store.heartbeat(run_id):
+            if int(spec["trainer"].get("workers", 1)) > 1:
+                from bench.train.distributed import run_distributed
+
+                record = run_distributed(spec, run_id, store, cpus_per_worker=cpus_per_worker,
+                                         tune_report_key=tune_report_key)
+            else:
+                record = _execute(spec, run_id, store, progress)
     except KeyboardInterrupt:
         store.release(run_id)
         raise
@@ -120,7 +132,10 @@ def run_one(spec: dict, store: ResultStore, force: bool = False,
     return RunOutcome(run_id, "done", record, time.perf_counter() - t0)
 
 
-def _execute(spec: dict, run_id: str, store: ResultStore, progress) -> pd.DataFrame:
+def _execute(spec: dict, run_id: str, store: ResultStore, progress,
+             tune_report_key: str | None = None) -> pd.DataFrame | None:
+    """Build, train, evaluate, store. In a data-parallel worker (bench.train.distributed) every worker trains
+    and only rank 0 evaluates and writes the record; the others return None."""
     t0 = time.perf_counter()
     method_cls = METHODS.get(spec["method"]["name"])
     bench_cls = BENCHMARKS.get(spec["benchmark"]["name"])
@@ -132,7 +147,9 @@ def _execute(spec: dict, run_id: str, store: ResultStore, progress) -> pd.DataFr
     seed_everything(derive_seed(run_id, "init"))
     method = method_cls(bspec, make_config(method_cls.Config, spec["method"]["config"], "method"))
     result = train(method, train_ds, val_ds, trainer, run_id, ckpt_dir=store.checkpoint_dir(run_id),
-                   progress=progress, debug=spec.get("debug"))
+                   progress=progress, debug=spec.get("debug"), tune_report_key=tune_report_key)
+    if result.rank != 0:
+        return None
     if "fit_after" in method.capabilities():
         method.fit_after(train_ds)
     metric_names = list(spec["eval"]["metrics"] or bspec.default_metrics)
@@ -148,6 +165,7 @@ def _execute(spec: dict, run_id: str, store: ResultStore, progress) -> pd.DataFr
             if key in h:
                 rows.append({"metric": metric, "target": "", "epoch": int(h["epoch"]), "value": h[key],
                              "higher_is_better": higher, "split": split, "status": "done"})
-    record = make_rows(spec, run_id, method_cls.kind, rows, epoch=result.epochs, wall_s=time.perf_counter() - t0)
+    record = make_rows(spec, run_id, method_cls.kind, rows, epoch=result.epochs, wall_s=time.perf_counter() - t0,
+                       workers=result.world_size)
     store.put(run_id, spec, record)
     return record

@@ -19,15 +19,18 @@ SPEC_VERSION = 1
 RUN_ID_LEN = 16
 
 # Dotted paths left out of the identity. "debug" holds fault injection: a run that failed on purpose and is run
-# again without it must be the same run.
+# again without it must be the same run. "trainer.workers": the batch size is the global one, so 1 and N
+# data-parallel workers train the same run (equal numbers up to the order of float sums; bench/train/loop.py).
 NON_SEMANTIC = frozenset({
     "suite",
     "results_dir",
+    "trainer.workers",
     "trainer.progress",
     "trainer.num_workers",
     "trainer.log_every",
     "trainer.keep_checkpoints",
     "debug",
+    "benchmark.config.root",  # where a paper dataset is read from (the same files anywhere give the same run)
 })
 
 

@@ -3,17 +3,26 @@
 * ``<root>/runs/<run_id>.parquet`` (the record) and ``<root>/runs/<run_id>.json`` (its RunSpec) are written to a
   temporary name and renamed into place, so a reader never sees a half-written record. The parquet file is the
   truth of "done": the index can lag behind it after a crash, never ahead.
-* The index (SQLite file ``<root>/index.sqlite`` by default, any SQLAlchemy URL such as PostgreSQL) holds one
-  row per run with its status (claimed, running, done, failed, pruned), owner and error. Claims are
-  compare-and-swap updates, so two processes never train the same run.
+* The index (SQLite file ``<root>/index.sqlite`` by default, any SQLAlchemy URL such as PostgreSQL for several
+  drivers and machines) holds one row per run with its status (claimed, running, done, failed, pruned), owner and
+  error. Claims are an INSERT of the run's row (the primary key makes it unique) or a compare-and-swap UPDATE of
+  a row whose claim is stale, so two processes never train the same run.
+* A claim is kept alive by a heartbeat (:class:`Heartbeat`, every ``heartbeat_s``) from the process that trains.
+  It is stale, and taken over, when its owner process is gone from this node (seen at once) or when its heartbeat
+  is older than ``claim_timeout_s`` (any node: a killed driver on another machine). Node clocks must agree to
+  well within the timeout (NTP).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import logging
 import os
 import socket
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -23,13 +32,28 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
+from bench.errors import BenchError
 from bench.records import SCHEMA, migrate
 
 log = logging.getLogger(__name__)
 
 STATUSES = ("claimed", "running", "done", "failed", "pruned")
 RECLAIMABLE = ("failed", "pruned")
+HELD = ("claimed", "running")
+
+# A heartbeat every 30 s and a takeover after 5 min of silence: a busy node that misses a few beats keeps its
+# claim, and a dead driver's runs wait at most minutes. Both can be set per store or by these variables (tests
+# use seconds).
+HEARTBEAT_S = float(os.environ.get("MMRL_HEARTBEAT_S", 30.0))
+CLAIM_TIMEOUT_S = float(os.environ.get("MMRL_CLAIM_TIMEOUT_S", 300.0))
+# an arbitrary constant: the pg_advisory lock under which concurrent drivers create the tables one at a time
+_SCHEMA_LOCK = 0x6D6D726C
+
+# DBAPI module of each SQLAlchemy PostgreSQL driver name, and the pip package that provides it
+_PG_DRIVERS = {"psycopg": ("psycopg", "'psycopg[binary]'"), "psycopg2": ("psycopg2", "psycopg2-binary"),
+               "pg8000": ("pg8000", "pg8000"), "asyncpg": ("asyncpg", "asyncpg")}
 
 _meta = sa.MetaData()
 RUNS = sa.Table(
@@ -42,10 +66,23 @@ RUNS = sa.Table(
     sa.Column("obs_ratio", sa.Float),
     sa.Column("seed", sa.Integer),
     sa.Column("suite", sa.String(64)),
-    sa.Column("owner", sa.String(128)),
+    sa.Column("owner", sa.String(160)),
     sa.Column("updated_at", sa.Float),
     sa.Column("error", sa.Text),
 )
+# one row per live sweep driver, refreshed by its heartbeat: says whether the Optuna trials a driver started can
+# still finish (a killed driver's RUNNING trials are failed by the next driver, a live one's are left alone)
+DRIVERS = sa.Table(
+    "drivers",
+    _meta,
+    sa.Column("owner", sa.String(160), primary_key=True),
+    sa.Column("started_at", sa.Float),
+    sa.Column("updated_at", sa.Float),
+)
+
+
+class ClaimHeld(BenchError):
+    """The run is being trained by another live process."""
 
 
 def mask_url(url: str) -> str:
@@ -61,17 +98,112 @@ def mask_url(url: str) -> str:
         return f"{scheme}://{user}:***@{tail}"
 
 
+def _installed(module: str) -> bool:
+    if module in sys.modules:
+        return sys.modules[module] is not None  # None: imports of it are blocked
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def resolve_url(url: str) -> str:
+    """``url`` with a PostgreSQL driver that is installed: a plain ``postgresql://`` uses psycopg2 in SQLAlchemy,
+    and psycopg (3) when only that one is present. Raises BenchError naming the package to install."""
+    try:
+        u = make_url(url)
+    except Exception:
+        raise BenchError(f"not a database URL: {mask_url(url)!r} (e.g. postgresql://user:password@host/db or "
+                         "sqlite:///path/index.sqlite)") from None
+    if u.get_backend_name() != "postgresql":
+        return url
+    _, plus, named = u.drivername.partition("+")
+    if plus:
+        module, package = _PG_DRIVERS.get(named, (named, named))
+        if not _installed(module):
+            raise BenchError(f"{mask_url(url)} needs the {named} driver, which is not installed: pip install {package}")
+        return url
+    for name in ("psycopg2", "psycopg"):
+        if _installed(_PG_DRIVERS[name][0]):
+            return u.set(drivername=f"postgresql+{name}").render_as_string(hide_password=False)
+    raise BenchError(f"{mask_url(url)} needs a PostgreSQL driver, and none is installed: pip install 'psycopg[binary]' "
+                     "(or psycopg2-binary; both come with pip install 'mmrl-bench[postgres]')")
+
+
+def db_error(e: BaseException, url: str) -> str:
+    """The first line of a database error, with the URL's password blanked (drivers may echo connection
+    details)."""
+    orig = getattr(e, "orig", None) or e
+    lines = [ln.strip() for ln in str(orig).strip().splitlines() if ln.strip()]
+    text = lines[0] if lines else type(orig).__name__
+    try:
+        password = make_url(url).password
+    except Exception:
+        password = None
+    if password:
+        from urllib.parse import quote_plus
+
+        for form in {password, quote_plus(password)}:
+            text = text.replace(form, "***")
+    text = text.replace(url, mask_url(url))
+    return text[:300]
+
+
+def engine_for(url: str, connect_timeout_s: int = 10) -> sa.Engine:
+    """An engine that fails within ``connect_timeout_s`` on an unreachable server (libpq otherwise waits for the
+    operating system's TCP timeout, minutes)."""
+    url = resolve_url(url)
+    if url.startswith("sqlite"):
+        return sa.create_engine(url, connect_args={"timeout": 60})
+    connect_args = {"connect_timeout": connect_timeout_s} if make_url(url).get_backend_name() == "postgresql" else {}
+    # no pool: every store of every Ray worker would otherwise keep idle connections open against the server's
+    # max_connections; index operations are rare (claims, heartbeats, status), so a connection each is cheap
+    return sa.create_engine(url, connect_args=connect_args, poolclass=NullPool)
+
+
+@contextlib.contextmanager
+def schema_lock(url: str):
+    """Holds a PostgreSQL advisory lock (nothing elsewhere) while tables are created: drivers that open the same
+    Optuna storage at the same moment otherwise collide in the catalog or in Optuna's version row."""
+    engine = engine_for(url)
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as c:
+        c.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK})
+        c.commit()
+        try:
+            yield
+        finally:
+            c.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_LOCK})
+            c.commit()
+    engine.dispose()
+
+
+def node_name() -> str:
+    """This node's name in claims: ``MMRL_NODE_NAME`` or the hostname plus the PID namespace, since containers on
+    one machine can share a hostname and still not see each other's processes."""
+    name = os.environ.get("MMRL_NODE_NAME")
+    if name:
+        return name
+    try:
+        ns = os.readlink("/proc/self/ns/pid").partition("[")[2].rstrip("]")
+    except OSError:
+        ns = ""
+    return f"{socket.gethostname()}/{ns}" if ns else socket.gethostname()
+
+
 def owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{node_name()}:{os.getpid()}"
 
 
 def _owner_alive(owner: str | None) -> bool:
-    """False only when we can tell that the owner process is gone (same host, pid not running)."""
+    """False only when we can tell that the owner process is gone (same node, pid not running)."""
     if not owner or ":" not in owner:
         return False
     host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname():
-        return True  # cannot tell across hosts; a heartbeat would (cluster stores)
+    if host != node_name():
+        return True  # cannot tell across nodes: the heartbeat's age decides
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -92,17 +224,31 @@ def _atomic_write(path: Path, write) -> None:
 
 
 class ResultStore:
-    def __init__(self, root: str | os.PathLike, index_url: str | None = None):
+    def __init__(self, root: str | os.PathLike, index_url: str | None = None, claim_timeout_s: float | None = None,
+                 heartbeat_s: float | None = None):
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.index_url = index_url or f"sqlite:///{(self.root / 'index.sqlite').resolve()}"
-        connect_args = {"timeout": 60} if self.index_url.startswith("sqlite") else {}
+        self.heartbeat_s = float(heartbeat_s if heartbeat_s is not None else HEARTBEAT_S)
+        self.claim_timeout_s = float(claim_timeout_s if claim_timeout_s is not None else CLAIM_TIMEOUT_S)
+        if not (self.heartbeat_s > 0 and self.claim_timeout_s >= 2 * self.heartbeat_s):
+            raise BenchError(f"the claim timeout ({self.claim_timeout_s:g} s) must be at least twice the heartbeat "
+                             f"interval ({self.heartbeat_s:g} s), which must be positive")
+        self.engine = engine_for(self.index_url)  # BenchError for a URL without its driver
         try:
-            self.engine = sa.create_engine(self.index_url, connect_args=connect_args, future=True)
-            _meta.create_all(self.engine)
+            with self.engine.begin() as c:
+                if self.engine.dialect.name == "postgresql":
+                    # two drivers creating the tables at the same moment collide in PostgreSQL's catalog
+                    c.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+                _meta.create_all(c)
         except Exception as e:  # the raw message may echo the URL: never let the password through
-            raise RuntimeError(f"cannot open the store index {mask_url(self.index_url)}: {type(e).__name__}") from None
+            raise BenchError(f"cannot open the store index {mask_url(self.index_url)}: {db_error(e, self.index_url)}") from None
+
+    def handle(self) -> dict:
+        """Keyword arguments that open this same store in another process (a Ray worker on another node)."""
+        return {"root": str(self.root.resolve()), "index_url": self.index_url, "claim_timeout_s": self.claim_timeout_s,
+                "heartbeat_s": self.heartbeat_s}
 
     def __repr__(self) -> str:
         return f"ResultStore({str(self.root)!r}, index={mask_url(self.index_url)!r})"
@@ -137,31 +283,99 @@ class ResultStore:
         """Take the run for this process. False if it is done (unless ``force``) or another live process has it."""
         if self.is_done(run_id) and not force:
             return False
-        me, now = owner_id(), time.time()
-        values = {"status": "claimed", "owner": me, "updated_at": now, "error": None, **(meta or {})}
-        with self.engine.begin() as c:
-            try:
+        values = {"status": "claimed", "owner": owner_id(), "updated_at": time.time(), "error": None, **(meta or {})}
+        try:
+            with self.engine.begin() as c:
                 c.execute(sa.insert(RUNS).values(run_id=run_id, **values))
-                return True
-            except sa.exc.IntegrityError:
-                pass
+            return True
+        except sa.exc.IntegrityError:
+            pass  # the row exists: take it over below if its claim is stale
         with self.engine.begin() as c:
-            row = c.execute(sa.select(RUNS.c.status, RUNS.c.owner).where(RUNS.c.run_id == run_id)).first()
-            if row is None:
+            row = c.execute(sa.select(RUNS.c.status, RUNS.c.owner, RUNS.c.updated_at)
+                            .where(RUNS.c.run_id == run_id)).first()
+            if row is None:  # released in between
                 return self.claim(run_id, meta, force)
-            status, owner = row
+            status, owner, updated_at = row
             takeable = (
                 status in RECLAIMABLE
                 or (status == "done" and (force or not self.is_done(run_id)))
-                or (status in ("claimed", "running") and not _owner_alive(owner))
+                or (status in HELD and self.claim_is_stale(owner, updated_at))
             )
             if not takeable:
                 return False
+            # compare-and-swap on everything read: a heartbeat or another taker in between makes it miss
             res = c.execute(
                 sa.update(RUNS)
-                .where(RUNS.c.run_id == run_id, RUNS.c.status == status, RUNS.c.owner == owner)
+                .where(RUNS.c.run_id == run_id, RUNS.c.status == status, RUNS.c.owner == owner,
+                       RUNS.c.updated_at == updated_at)
                 .values(**values)
             )
+            return res.rowcount == 1
+
+    def claim_is_stale(self, owner: str | None, updated_at: float | None) -> bool:
+        if updated_at is None or time.time() - float(updated_at) > self.claim_timeout_s:
+            return True
+        return not _owner_alive(owner)
+
+    def held_by_other(self, run_id: str) -> str | None:
+        """The owner of a live claim on the run by another process, else None (free, done, failed or stale)."""
+        row = self.index_row(run_id)
+        if row and row["status"] in HELD and row["owner"] != owner_id() \
+                and not self.claim_is_stale(row["owner"], row["updated_at"]):
+            return row["owner"]
+        return None
+
+    def touch(self, run_id: str) -> bool:
+        """One heartbeat of this process's claim; False when the claim is no longer ours (taken over)."""
+        with self.engine.begin() as c:
+            res = c.execute(sa.update(RUNS)
+                            .where(RUNS.c.run_id == run_id, RUNS.c.owner == owner_id(), RUNS.c.status.in_(HELD))
+                            .values(updated_at=time.time()))
+        return res.rowcount == 1
+
+    def heartbeat(self, run_id: str) -> "Heartbeat":
+        return Heartbeat(self, f"run {run_id}", lambda: self.touch(run_id))
+
+    # --- drivers ---------------------------------------------------------------------------------------------
+    def _touch_driver(self) -> bool:
+        me, now = owner_id(), time.time()
+        with self.engine.begin() as c:
+            if c.execute(sa.update(DRIVERS).where(DRIVERS.c.owner == me).values(updated_at=now)).rowcount == 0:
+                c.execute(sa.insert(DRIVERS).values(owner=me, started_at=now, updated_at=now))
+        return True
+
+    def driver_heartbeat(self) -> "Heartbeat":
+        """Registers this process as a live sweep driver for as long as the ``with`` block runs."""
+        self._touch_driver()
+        return Heartbeat(self, "driver", self._touch_driver, on_exit=self._drop_driver)
+
+    def _drop_driver(self) -> None:
+        with self.engine.begin() as c:
+            c.execute(sa.delete(DRIVERS).where(DRIVERS.c.owner == owner_id()))
+
+    def live_drivers(self) -> list[str]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(DRIVERS.c.owner, DRIVERS.c.updated_at)).all()
+        return [o for o, t in rows if not self.claim_is_stale(o, t)]
+
+    def driver_alive(self, owner: str | None) -> bool:
+        if owner == owner_id():
+            return True
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(DRIVERS.c.updated_at).where(DRIVERS.c.owner == owner)).first()
+        return row is not None and not self.claim_is_stale(owner, row[0])
+
+    def fail_if_stale(self, run_id: str, error: str) -> bool:
+        """Mark a run failed only when its claim is stale: a driver that lost a worker must not overwrite a claim
+        that another driver's live process holds."""
+        with self.engine.begin() as c:
+            row = c.execute(sa.select(RUNS.c.status, RUNS.c.owner, RUNS.c.updated_at)
+                            .where(RUNS.c.run_id == run_id)).first()
+            if row is None or row[0] not in HELD or not self.claim_is_stale(row[1], row[2]):
+                return False
+            res = c.execute(sa.update(RUNS).where(RUNS.c.run_id == run_id, RUNS.c.owner == row[1],
+                                                  RUNS.c.updated_at == row[2])
+                            .values(status="failed", error=error, updated_at=time.time()))
             return res.rowcount == 1
 
     def mark(self, run_id: str, status: str, error: str | None = None) -> None:
@@ -175,7 +389,7 @@ class ResultStore:
         """Give a claim back (e.g. interrupted by the user) without marking the run failed."""
         with self.engine.begin() as c:
             c.execute(sa.delete(RUNS).where(RUNS.c.run_id == run_id, RUNS.c.owner == owner_id(),
-                                            RUNS.c.status.in_(("claimed", "running"))))
+                                            RUNS.c.status.in_(HELD)))
 
     def index_frame(self) -> pd.DataFrame:
         with self.engine.connect() as c:
@@ -215,3 +429,39 @@ class ResultStore:
         if not frames:
             return pd.DataFrame(columns=SCHEMA.names)
         return pd.concat(frames, ignore_index=True)
+
+
+class Heartbeat:
+    """Calls ``touch`` every ``store.heartbeat_s`` from a daemon thread while a ``with`` block runs (a run's claim,
+    a driver's registration). A failed beat is logged and retried at the next one; ``touch`` returning False (the
+    claim was taken over: this process stalled past the timeout) sets ``lost`` and stops beating."""
+
+    def __init__(self, store: ResultStore, what: str, touch, on_exit=None):
+        self.store, self.what, self.touch, self.on_exit = store, what, touch, on_exit
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat {what}", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.store.heartbeat_s + 15)
+        if self.on_exit is not None:
+            try:
+                self.on_exit()
+            except Exception as e:  # leaving a row behind is harmless: it goes stale
+                log.warning("%s: could not unregister: %s", self.what, db_error(e, self.store.index_url))
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.store.heartbeat_s):
+            try:
+                if not self.touch():
+                    self.lost = True
+                    log.warning("%s: this process's claim was taken over (no heartbeat for %g s); another process "
+                                "is training it", self.what, self.store.claim_timeout_s)
+                    return
+            except Exception as e:  # a network blip must not kill the run; the next beat retries
+                log.warning("%s: heartbeat failed: %s", self.what, db_error(e, self.store.index_url))

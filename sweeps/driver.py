@@ -4,6 +4,11 @@ best or default configuration at full budget), both scheduled by Ray with declar
 Resume needs no Tune state: the result store is the truth. Done runs are never trained again (trials included),
 claims of dead processes are taken over, and each cell's Optuna study is reopened by its deterministic name with
 only the missing trials left to run.
+
+Several drivers (machines, people) can share one store and one Optuna storage (PostgreSQL): a run another driver's
+live process holds is waited for, not trained again, and taken over when its claim goes stale (no heartbeat for the
+claim timeout); a tuned cell's trial budget counts the trials of every driver, and only the RUNNING trials of
+drivers that stopped heart-beating are failed.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 from bench.errors import BenchError, RunFailed
 from bench.spec import compute_run_id, derive_seed
-from bench.store import ResultStore, mask_url
+from bench.store import ClaimHeld, ResultStore, db_error, mask_url, owner_id, resolve_url, schema_lock
 from sweeps.plan import Cell, Plan, final_spec, run_status
 from sweeps.space import apply_params, to_tune
 
@@ -25,27 +30,34 @@ log = logging.getLogger(__name__)
 
 
 # --- one run inside a Ray worker ------------------------------------------------------------------------------
-def execute_run(spec: dict, root: str, index_url: str | None, threads: int) -> dict:
+def workers_of(spec: dict) -> int:
+    return int(spec["trainer"].get("workers", 1))
+
+
+def execute_run(spec: dict, store_kw: dict, threads: int, cpus_per_worker: float = 1.0) -> dict:
     """Train one final run in this process; never raises for a failure of the run itself."""
     import torch
 
     from bench.run import run_one
 
     torch.set_num_threads(max(1, threads))
-    store = ResultStore(root, index_url)
     t0 = time.perf_counter()
     try:
-        out = run_one(spec, store)
+        store = ResultStore(**store_kw)
+        out = run_one(spec, store, cpus_per_worker=cpus_per_worker)
         return {"run_id": out.run_id, "status": out.status, "wall_s": time.perf_counter() - t0, "error": ""}
+    except ClaimHeld as e:  # claimed by another driver's live process: the driver waits for it
+        return {"run_id": compute_run_id(spec), "status": "busy", "wall_s": 0.0, "error": str(e)}
     except RunFailed as e:
         return {"run_id": compute_run_id(spec), "status": "failed", "wall_s": time.perf_counter() - t0,
                 "error": str(e.__cause__ or e)}
-    except BenchError as e:  # claimed by another live driver
-        return {"run_id": compute_run_id(spec), "status": "busy", "wall_s": 0.0, "error": str(e)}
+    except BenchError as e:  # e.g. the store became unreachable from this node
+        return {"run_id": compute_run_id(spec), "status": "failed", "wall_s": time.perf_counter() - t0,
+                "error": str(e)}
 
 
-def tune_trial(config: dict, base_cfg: dict, epochs: int, report_key: str, root: str, index_url: str | None,
-               threads: int) -> None:
+def tune_trial(config: dict, base_cfg: dict, epochs: int, report_key: str, store_kw: dict, threads: int,
+               cpus_per_worker: float = 1.0) -> None:
     """One Tune trial: the sampled parameters applied to the cell's configuration at the tuning budget; every
     epoch reports the validation metric, which ASHA may answer by stopping the trial (a SystemExit here)."""
     import torch
@@ -59,13 +71,9 @@ def tune_trial(config: dict, base_cfg: dict, epochs: int, report_key: str, root:
     cfg["trainer"] = {**cfg["trainer"], "epochs": epochs}
     spec = resolve_spec(cfg)
     run_id = compute_run_id(spec)
-    store = ResultStore(root, index_url)
+    store = ResultStore(**store_kw)
     if store.is_done(run_id):  # a resumed sweep: replay the stored curve instead of training again
-        rec = store.get(run_id)
-        metric = {"val_probe": "probe_split_half", "val_loss": "loss"}[report_key]
-        curve = rec[(rec["split"] == "val") & (rec["metric"] == metric)].sort_values("epoch")
-        for r in curve.itertuples():
-            tune.report({"epoch": int(r.epoch) + 1, report_key: float(r.value), "run_id": run_id})
+        _replay(store, run_id, report_key)
         return
 
     last: dict = {}
@@ -79,22 +87,61 @@ def tune_trial(config: dict, base_cfg: dict, epochs: int, report_key: str, root:
         else:  # ASHA stops every trial at max_t: report the last epoch only once the record is stored
             last.update(entry)
 
-    try:
-        run_one(spec, store, progress=progress)
-    except SystemExit:
-        if not store.is_done(run_id):
-            store.mark(run_id, "pruned")
-        raise
-    tune.report(last)
+    while True:
+        try:
+            run_one(spec, store, progress=progress, cpus_per_worker=cpus_per_worker, tune_report_key=report_key)
+            break
+        except SystemExit:
+            if not store.is_done(run_id):
+                store.mark(run_id, "pruned")
+            raise
+        except ClaimHeld:
+            # the same parameters in another driver's trial: its result is this trial's, once it is stored
+            while store.held_by_other(run_id) and not store.is_done(run_id):
+                time.sleep(store.heartbeat_s)
+            if store.is_done(run_id):
+                _replay(store, run_id, report_key)
+                return
+    if last:
+        tune.report(last)
+    else:  # a multi-worker trial: its workers reported the other epochs, the record holds the last
+        _replay(store, run_id, report_key, only_last=True)
 
 
-def _prune_aware_search(space, metric, mode, study_name, storage, seed, max_t):
+def _replay(store: ResultStore, run_id: str, report_key: str, only_last: bool = False) -> None:
+    from ray import tune
+
+    rec = store.get(run_id)
+    metric = {"val_probe": "probe_split_half", "val_loss": "loss"}[report_key]
+    curve = rec[(rec["split"] == "val") & (rec["metric"] == metric)].sort_values("epoch")
+    rows = list(curve.itertuples())
+    for r in rows[-1:] if only_last else rows:
+        tune.report({"epoch": int(r.epoch) + 1, report_key: float(r.value), "run_id": run_id})
+
+
+def _prune_aware_search(space, metric, mode, study_name, storage, seed, max_t, n_trials):
     from optuna.trial import TrialState
+    from ray.tune.search import Searcher
     from ray.tune.search.optuna import OptunaSearch
 
     class PruneAwareOptunaSearch(OptunaSearch):
         """Ray's OptunaSearch records trials that ASHA stopped as COMPLETE; record them as PRUNED, with their
-        last value as an intermediate value, so the study says what happened (RAY_DEEPSPEED.md)."""
+        last value as an intermediate value, so the study says what happened (RAY_DEEPSPEED.md).
+
+        The budget is the study's, not this driver's: a second driver on the same study stops asking once
+        finished plus running trials of all drivers reach it. Each trial is tagged with its driver so that only
+        a dead driver's RUNNING trials are failed."""
+
+        def suggest(self, trial_id: str):
+            if self._ot_study is not None:
+                taken = self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                          TrialState.RUNNING))
+                if len(taken) >= n_trials:
+                    return Searcher.FINISHED
+            out = super().suggest(trial_id)
+            if trial_id in self._ot_trials:
+                storage.set_trial_system_attr(self._ot_trials[trial_id]._trial_id, "mmrl_driver", owner_id())
+            return out
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
             if not error and result and int(result.get("epoch", max_t)) < max_t and trial_id in self._ot_trials:
@@ -114,13 +161,20 @@ def _prune_aware_search(space, metric, mode, study_name, storage, seed, max_t):
 def optuna_storage(url: str):
     import optuna
 
+    resolved = resolve_url(url)  # BenchError naming the driver package to install
+    kwargs = {}
+    if resolved.startswith("postgresql"):
+        kwargs = {"connect_args": {"connect_timeout": 10}}
     try:
-        return optuna.storages.RDBStorage(url)
+        with schema_lock(resolved):
+            return optuna.storages.RDBStorage(resolved, engine_kwargs=kwargs)
+    except BenchError:
+        raise
     except Exception as e:
-        raise BenchError(f"cannot open the Optuna storage {mask_url(url)}: {type(e).__name__}") from None
+        raise BenchError(f"cannot open the Optuna storage {mask_url(url)}: {db_error(e, url)}") from None
 
 
-def tune_cell(cell: Cell, plan: Plan, root: Path, index_url: str | None, storage_url: str, fresh: bool,
+def tune_cell(cell: Cell, plan: Plan, root: Path, store: ResultStore, storage_url: str, fresh: bool,
               show) -> dict:
     """Run the missing trials of the cell's study; return the best trial's parameters ({} = defaults)."""
     import optuna
@@ -139,33 +193,49 @@ def tune_cell(cell: Cell, plan: Plan, root: Path, index_url: str | None, storage
     direction = "maximize" if budget.mode == "max" else "minimize"
     study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        # left RUNNING by a killed driver: it can never finish, and it must not count against the budget
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-    finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-    remaining = budget.n_trials - finished
+        # left RUNNING by a killed driver: it can never finish, and it must not count against the budget; a live
+        # driver's trial (another person's sweep on the same study) is left to finish
+        if not store.driver_alive(t.system_attrs.get("mmrl_driver")):
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    taken = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                         TrialState.RUNNING)))
+    remaining = budget.n_trials - taken
     if remaining > 0:
         cpus, gpus = plan.suite.resources["cpu"], plan.suite.resources["gpu"]
         import ray
 
         total_cpu = int(ray.cluster_resources().get("CPU", 1))
+        workers = int(cell.cfg.get("trainer", {}).get("workers", 1))
         show(f"tuning {cell.key}: {remaining} of {budget.n_trials} trials left (study {name})")
-        trainable = tune.with_resources(
-            tune.with_parameters(tune_trial, base_cfg=cell.cfg, epochs=budget.epochs, report_key=budget.report_key,
-                                 root=str(root), index_url=index_url, threads=int(cpus)),
-            {"cpu": cpus, "gpu": gpus})
+        fn = tune.with_parameters(tune_trial, base_cfg=cell.cfg, epochs=budget.epochs, report_key=budget.report_key,
+                                  store_kw=store.handle(), threads=int(cpus), cpus_per_worker=cpus)
+        # a multi-worker trial's own process only waits for its Ray Train workers: it holds no CPU, or trial
+        # processes holding every CPU would wait forever for their workers (RAY_DEEPSPEED.md)
+        trainable = tune.with_resources(fn, {"cpu": cpus, "gpu": gpus} if workers == 1
+                                        else {"CPU": 0, "memory": 64 * 2**20})
+        # alone on the study, the sampler's seed is the study's (the same suite asks the same trials); beside
+        # another live driver, its own, or both would ask the same parameters
+        alone = not [d for d in store.live_drivers() if d != owner_id()]
+        seed = derive_seed(name, "optuna" if alone else f"optuna/{owner_id()}") % 2**31
         searcher = _prune_aware_search(to_tune(cell.space), budget.report_key, budget.mode, name, storage,
-                                       derive_seed(name, "optuna") % 2**31, budget.epochs)
+                                       seed, budget.epochs, budget.n_trials)
         scheduler = ASHAScheduler(time_attr="epoch", max_t=budget.epochs, grace_period=budget.grace_period,
                                   reduction_factor=budget.reduction_factor)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(metric=budget.report_key, mode=budget.mode, search_alg=searcher,
                                         scheduler=scheduler, num_samples=remaining, reuse_actors=True,
-                                        max_concurrent_trials=max(1, int(total_cpu // max(cpus, 1e-9)))),
+                                        max_concurrent_trials=max(1, int(total_cpu // max(cpus * workers, 1e-9)))),
             run_config=tune.RunConfig(name=name, storage_path=str(root / "tune"), verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=plan.suite.max_retries)),
         )
-        tuner.fit()
+        if workers > 1:
+            from sweeps.ray_utils import PlacementGroupJanitor
+
+            with PlacementGroupJanitor():
+                tuner.fit()
+        else:
+            tuner.fit()
     study = optuna.load_study(study_name=name, storage=storage)
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not completed:
@@ -203,77 +273,145 @@ def label(spec: dict) -> str:
             f"seed={spec['seed']}")
 
 
-def run_finals(specs: list[dict], plan: Plan, root: Path, index_url: str | None, display) -> list[RunResult]:
+def _note_takeover(store: ResultStore, rid: str, spec: dict, display) -> None:
+    row = store.index_row(rid)
+    if row and row["status"] in ("claimed", "running") and row["owner"] != owner_id():
+        age = time.time() - float(row["updated_at"] or 0.0)
+        why = (f"no heartbeat for {age:.0f} s" if age > store.claim_timeout_s else "its process is gone")
+        display.note(f"taking over {label(spec)} from {row['owner']}: {why}")
+
+
+def run_finals(specs: list[dict], plan: Plan, store: ResultStore, display) -> list[RunResult]:
+    """Train every spec not done yet, each as a Ray task. A run that another driver's live process holds is
+    waited for (polling the store), then counted as done, or taken over once its claim is stale."""
     import ray
 
     cpus, gpus = plan.suite.resources["cpu"], plan.suite.resources["gpu"]
-    remote = ray.remote(execute_run).options(num_cpus=cpus, num_gpus=gpus, max_retries=plan.suite.max_retries)
-    store = ResultStore(root, index_url)
+    total_cpu = ray.cluster_resources().get("CPU", 1)
+    single = ray.remote(execute_run).options(num_cpus=cpus, num_gpus=gpus, max_retries=plan.suite.max_retries)
+    # a multi-worker run's task only waits for its Ray Train workers, which hold the CPUs: it holds none, and
+    # at most as many run at once as the cluster has CPUs for, so that waiting tasks cannot starve the workers
+    multi = ray.remote(execute_run).options(num_cpus=0, num_gpus=0, memory=64 * 2**20, max_retries=0)
+    poll_s = max(0.5, min(5.0, store.heartbeat_s))
     results: dict[str, RunResult] = {}
-    todo = []
+    queue: list[dict] = []
+    waiting: dict[str, dict] = {}
+    attempts: dict[str, int] = {}
+    pending: dict[Any, dict] = {}
     for spec in specs:
         rid = compute_run_id(spec)
         if store.is_done(rid):
             results[rid] = RunResult(label(spec), rid, "cached")
         else:
-            todo.append(spec)
-    attempts: dict[str, int] = {}
-    pending: dict[Any, dict] = {}
+            queue.append(spec)
 
-    def submit(spec: dict) -> None:
-        rid = compute_run_id(spec)
-        attempts[rid] = attempts.get(rid, 0) + 1
-        pending[remote.remote(spec, str(root), index_url, int(max(cpus, 1)))] = spec
+    def multi_slots(spec: dict) -> int:
+        return max(1, int(total_cpu // max(cpus * workers_of(spec), 1e-9)))
 
-    for spec in todo:
-        submit(spec)
-    display.slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-9)))
+    def finish(spec: dict, result: RunResult) -> None:
+        results[result.run_id] = result
+        display.finished(result)
+
+    display.slots = max(1, int(total_cpu // max(cpus, 1e-9)))
     if gpus:
         display.slots = min(display.slots, max(1, int(ray.cluster_resources().get("GPU", 0) // gpus)))
     display.start(total=len(specs), done=len(results))
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+    last_poll = 0.0
+    while queue or pending or waiting:
+        deferred = []
+        while queue:
+            spec = queue.pop(0)
+            rid = compute_run_id(spec)
+            if store.is_done(rid):
+                finish(spec, RunResult(label(spec), rid, "cached"))
+                continue
+            holder = store.held_by_other(rid)
+            if holder:
+                if rid not in waiting:
+                    display.note(f"waiting for {label(spec)}: another process holds it ({holder})")
+                waiting[rid] = spec
+                continue
+            _note_takeover(store, rid, spec, display)
+            if workers_of(spec) > 1:
+                running_multi = sum(workers_of(s) > 1 for s in pending.values())
+                if running_multi >= multi_slots(spec):
+                    deferred.append(spec)
+                    continue
+                remote = multi
+            else:
+                remote = single
+            attempts[rid] = attempts.get(rid, 0) + 1
+            pending[remote.remote(spec, store.handle(), int(max(cpus, 1)), cpus)] = spec
+        queue = deferred
+        ready = []
+        if pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        else:
+            time.sleep(min(poll_s, 1.0))
         for ref in ready:
             spec = pending.pop(ref)
             rid = compute_run_id(spec)
             try:
                 out = ray.get(ref)
-            except Exception as e:  # the worker died (OOM, signal): the run's claim is stale and can be retried
+            except Exception as e:  # the worker died (OOM, signal): its claim goes stale and can be retried
                 out = {"run_id": rid, "status": "failed", "error": f"worker lost: {type(e).__name__}", "wall_s": 0.0}
-                store.mark(rid, "failed", error=out["error"])
+                store.fail_if_stale(rid, out["error"])
+            if out["status"] == "busy":
+                waiting[rid] = spec
+                continue
             if out["status"] == "failed" and attempts[rid] <= plan.suite.max_retries:
                 display.note(f"retrying {label(spec)} ({attempts[rid]}/{plan.suite.max_retries}): {out['error']}")
-                submit(spec)
+                queue.insert(0, spec)
                 continue
-            results[rid] = RunResult(label(spec), rid, out["status"], out.get("error", ""), out.get("wall_s", 0.0))
-            display.finished(results[rid])
-        display.tick(pending=len(pending))
+            finish(spec, RunResult(label(spec), rid, out["status"], out.get("error", ""), out.get("wall_s", 0.0)))
+        if waiting and time.monotonic() - last_poll >= poll_s:
+            last_poll = time.monotonic()
+            for rid, spec in list(waiting.items()):
+                if store.is_done(rid):
+                    del waiting[rid]
+                    finish(spec, RunResult(label(spec), rid, "cached"))
+                elif store.held_by_other(rid) is None:
+                    del waiting[rid]
+                    row = store.index_row(rid) or {}
+                    if row.get("status") == "failed" and rid not in attempts:
+                        # another driver trained it and it failed there: report it rather than train it again
+                        finish(spec, RunResult(label(spec), rid, "failed", f"failed in another driver: "
+                                               f"{(row.get('error') or '').splitlines()[0] if row.get('error') else ''}"))
+                    else:  # free again, or its owner stopped heart-beating: take it
+                        queue.append(spec)
+        display.tick(pending=len(pending) + len(waiting))
     display.stop()
     return [results[compute_run_id(s)] for s in specs if compute_run_id(s) in results]
 
 
 def run_sweep(plan: Plan, root: Path, index_url: str | None = None, optuna_url: str | None = None,
               address: str | None = None, num_cpus: int | None = None, fresh: bool = False, display=None) -> SweepResult:
+    """``index_url`` (``--store``): the run index; a non-SQLite one also holds the Optuna studies unless
+    ``optuna_url`` names another storage, so one PostgreSQL URL shares everything between drivers."""
     from sweeps.progress import SweepDisplay
     from sweeps.ray_utils import start_ray, stop_ray
 
     display = display or SweepDisplay()
     root = Path(root).resolve()
-    ResultStore(root, index_url)  # fail on a bad store before starting Ray
-    optuna_url = optuna_url or f"sqlite:///{root / 'optuna.sqlite'}"
-    if plan.tuned:
-        optuna_storage(optuna_url)
+    store = ResultStore(root, index_url)  # fail on a bad store before starting Ray
+    if optuna_url is None:
+        optuna_url = index_url if index_url and not index_url.startswith("sqlite") else f"sqlite:///{root / 'optuna.sqlite'}"
+        if plan.tuned:
+            optuna_storage(optuna_url)
+    else:
+        optuna_storage(optuna_url)  # given explicitly: a bad URL is bad input even when nothing is tuned
     t0 = time.perf_counter()
     started = start_ray(address, num_cpus)
     try:
-        specs = []
-        for cell in plan.cells:
-            cfg = cell.cfg
-            if plan.tuned and cell.space:
-                params = tune_cell(cell, plan, root, index_url, optuna_url, fresh, display.note)
-                cfg = apply_params(cell.cfg, params)
-            specs += [final_spec(cell, s, cfg) for s in plan.suite.seeds]
-        runs = run_finals(specs, plan, root, index_url, display)
+        with store.driver_heartbeat():
+            specs = []
+            for cell in plan.cells:
+                cfg = cell.cfg
+                if plan.tuned and cell.space:
+                    params = tune_cell(cell, plan, root, store, optuna_url, fresh, display.note)
+                    cfg = apply_params(cell.cfg, params)
+                specs += [final_spec(cell, s, cfg) for s in plan.suite.seeds]
+            runs = run_finals(specs, plan, store, display)
     finally:
         stop_ray(started)
     return SweepResult(runs, time.perf_counter() - t0, specs)

@@ -56,3 +56,75 @@ def stop_ray(started: str | None) -> None:
     if started and ray.is_initialized():
         ray.shutdown()
         shutil.rmtree(started, ignore_errors=True)
+
+
+def _orphan_placement_groups() -> set[str]:
+    """This job's Ray Train placement groups (several bundles: Tune's own trial groups have one) in which no actor
+    lives."""
+    import ray
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
+
+    job = ray.get_runtime_context().get_job_id()
+    used = set()
+    for raw in state._connect_and_get_accessor().get_actor_table(None, None):
+        actor = gcs_pb2.ActorTableData.FromString(raw)
+        if actor.state != gcs_pb2.ActorTableData.DEAD and actor.placement_group_id:
+            used.add(actor.placement_group_id.hex())
+    return {pg for pg, info in ray.util.placement_group_table().items()
+            if info.get("state") == "CREATED" and pg.endswith(job) and len(info.get("bundles") or {}) > 1
+            and pg not in used}
+
+
+class PlacementGroupJanitor:
+    """Frees the CPUs of multi-worker trials that Tune stopped (ASHA) while this driver tunes.
+
+    Tune ends a stopped trial by killing its process, and with it the trial's Ray Train controller; Ray Train's own
+    cleaner then asks the dashboard whether the controller is alive, and without a dashboard (a local Ray here, a
+    cluster started without one) it never frees the trial's placement group: the CPUs stay held and the next
+    trials wait forever. The janitor removes this job's Ray Train placement groups that have held no actor at two
+    looks ``interval_s`` apart (a group being set up holds its workers within seconds). It uses Ray's private GCS
+    accessor; if that fails (another Ray version), it says so once and does nothing."""
+
+    def __init__(self, interval_s: float = 15.0):
+        import threading
+
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="placement-group-janitor", daemon=True)
+
+    def __enter__(self) -> "PlacementGroupJanitor":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.sweep(settled=True)
+
+    def sweep(self, settled: bool = False, seen: set[str] | None = None) -> set[str]:
+        """Removes the orphans also in ``seen`` (all of them when ``settled``: no trial of this job runs);
+        returns the orphans found now."""
+        import logging
+
+        from ray._raylet import PlacementGroupID
+        from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+        try:
+            orphans = _orphan_placement_groups()
+            for pg in orphans if settled else orphans & (seen or set()):
+                remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg))))
+                logging.getLogger(__name__).info("freed placement group %s of a stopped multi-worker trial", pg)
+            return orphans
+        except Exception as e:  # noqa: BLE001 - a janitor must never take the sweep down
+            if not getattr(self, "_warned", False):
+                self._warned = True
+                logging.getLogger(__name__).warning(
+                    "cannot look for the placement groups of stopped multi-worker trials (%s: %s); their CPUs may "
+                    "stay held", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            return set()
+
+    def _run(self) -> None:
+        seen: set[str] = set()
+        while not self._stop.wait(self.interval_s):
+            seen = self.sweep(seen=seen)

@@ -6,6 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
+from bench.errors import BenchError
 from bench.records import SCHEMA_VERSION, make_rows
 from bench.store import ResultStore, mask_url
 
@@ -88,6 +89,6 @@ def test_password_is_masked(url):
 
 
 def test_store_repr_and_errors_hide_the_password(tmp_path):
-    with pytest.raises(RuntimeError) as e:
+    with pytest.raises(BenchError) as e:
         ResultStore(tmp_path, "postgresql://alice:s3cret@127.0.0.1:1/nope")
-    assert "s3cret" not in str(e.value)
+    assert "s3cret" not in str(e.value) and "alice:***@127.0.0.1:1" in str(e.value)

@@ -15,7 +15,8 @@ class TrainerConfig:
     # None: the method's default (MultimodalMethod.default_gradient_clipping: 0 = off, PMRL 2.0), filled in by
     # resolve_spec, so the RunSpec always holds a number
     gradient_clipping: float | None = None
-    zero_stage: int = 0           # used on GPU; CPU always runs ZeRO-0 in fp32
+    zero_stage: int = 0           # used on GPU and by several workers; one CPU process runs ZeRO-0 in fp32
+    workers: int = 1              # data-parallel Ray Train workers; not part of the run_id (batch_size is global)
     precision: str = "fp32"       # fp32 | bf16 (GPU)
     val_fraction: float = 0.1
     progress: bool = True
@@ -35,6 +36,15 @@ class TrainerConfig:
                              f"got {self.gradient_clipping}")
         if self.zero_stage not in (0, 1, 2, 3):
             raise ValueError(f"trainer.zero_stage must be 0, 1, 2 or 3, got {self.zero_stage}")
+        if self.workers < 1:
+            raise ValueError(f"trainer.workers must be at least 1, got {self.workers}")
+        if self.batch_size % self.workers:
+            raise ValueError(f"trainer.batch_size={self.batch_size} does not divide among trainer.workers="
+                             f"{self.workers}: the batch is the global one, split evenly over the workers; choose a "
+                             f"multiple of {self.workers}")
+        if self.workers > 1 and self.zero_stage == 3:
+            # evaluation runs on rank 0 alone after training, and ZeRO-3 leaves it only a shard of the parameters
+            raise ValueError("trainer.zero_stage=3 cannot run with trainer.workers > 1; use stage 0, 1 or 2")
 
 
 @dataclass(frozen=True)

@@ -51,12 +51,13 @@ def ensure_dist_env() -> None:
     os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
 
 
-def ds_config(trainer: dict[str, Any], use_cuda: bool) -> dict:
-    """The DeepSpeed config of a run from its ``trainer`` section: CPU is fp32 ZeRO-0; GPU uses the group's
-    precision and ZeRO stage."""
-    zero = int(trainer.get("zero_stage", 0)) if use_cuda else 0
+def ds_config(trainer: dict[str, Any], use_cuda: bool, world_size: int = 1) -> dict:
+    """The DeepSpeed config of a run from its ``trainer`` section: one CPU process is fp32 ZeRO-0; GPU, and
+    several data-parallel workers, use the group's ZeRO stage (it partitions across workers: one CPU process has
+    nothing to partition). The micro-batch is the global batch's share of one worker."""
+    zero = int(trainer.get("zero_stage", 0)) if use_cuda or world_size > 1 else 0
     cfg = {
-        "train_micro_batch_size_per_gpu": int(trainer["batch_size"]),
+        "train_micro_batch_size_per_gpu": int(trainer["batch_size"]) // world_size,
         "gradient_accumulation_steps": 1,
         "gradient_clipping": float(trainer.get("gradient_clipping") or 0.0),
         "optimizer": {

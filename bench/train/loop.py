@@ -4,6 +4,15 @@ checkpoint per epoch, and resume from the last checkpoint.
 Every random choice is derived from the run_id: parameter init (caller), the shuffling of each epoch and the
 sampling inside the model during each epoch. Resuming at epoch e therefore gives the same numbers as never having
 stopped.
+
+Data parallel (a process group of several workers, set up by Ray Train; :mod:`bench.train.distributed`): every
+worker draws the same shuffled order, and each global batch (``trainer.batch_size``, the RunSpec's) is split
+into contiguous per-worker slices. Each worker's loss is weighted by its share of the batch, so that DeepSpeed's
+gradient average over the workers is the gradient of the global batch's mean loss: N workers give the numbers of
+one worker up to the order of float sums, for a loss that is a mean over samples drawn without randomness. A
+model that samples noise draws it per worker (the same distribution, other draws), and a loss over the whole batch
+(contrastive negatives, batch statistics) sees per-worker batches. Checkpoints are DeepSpeed's ``save_checkpoint``
+(every worker saves its ZeRO partition) and are reported to Ray Train, which hands the last one back on resume.
 """
 
 from __future__ import annotations
@@ -27,8 +36,42 @@ class TrainResult:
     epochs: int
     history: list[dict[str, float]] = field(default_factory=list)
     train_s: float = 0.0
-    samples: int = 0
+    samples: int = 0          # training samples seen by all workers together
     resumed_from: int = 0
+    rank: int = 0
+    world_size: int = 1
+
+
+def _world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def shard(batch: dict, rank: int, world: int) -> tuple[dict, float]:
+    """This worker's contiguous slice of a global batch, and the weight of its loss: its share of the batch times
+    the number of workers (1 when the batch divides evenly). A worker left without a sample (a last batch smaller
+    than the number of workers) gets the batch's first sample at weight 0, so that it still joins the gradient
+    all-reduce."""
+    n = len(batch["label"])
+    bounds = [n * r // world for r in range(world + 1)]
+    lo, hi = bounds[rank], bounds[rank + 1]
+    weight = (hi - lo) * world / n
+    if hi == lo:
+        lo, hi = 0, 1
+    pick = lambda t: t[lo:hi]  # noqa: E731
+    return ({"data": {k: pick(v) for k, v in batch["data"].items()}, "mask": pick(batch["mask"]),
+             "label": pick(batch["label"])}, weight)
+
+
+def _all_sum(*values: float) -> list[float]:
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
 
 
 def to_device(batch: dict, device: torch.device, dtype: torch.dtype | None = None) -> dict:
@@ -70,20 +113,28 @@ def load_checkpoint(path: Path) -> dict:
 
 
 # --- the loop ------------------------------------------------------------------------------------------------
-def evaluate_loss(module: torch.nn.Module, ds: MultimodalDataset, batch_size: int, device, dtype, seed: int) -> float:
-    """Mean validation loss, with the model's sampling seeded so that it is the same number every time."""
+def evaluate_loss(module: torch.nn.Module, ds: MultimodalDataset, batch_size: int, device, dtype, seed: int,
+                  rank: int = 0, world: int = 1) -> float:
+    """Mean validation loss, with the model's sampling seeded so that it is the same number every time. With
+    several workers each takes its slice of every batch and the sums are reduced."""
     was_training = module.training
     module.eval()
     total, n = 0.0, 0
     rng_state = torch.get_rng_state()
-    torch.manual_seed(seed)
+    torch.manual_seed(seed if world == 1 else derive_seed(f"{seed}", f"rank-{rank}"))
     with torch.no_grad():
         for batch in ds.batches(batch_size):
+            if world > 1:
+                batch, weight = shard(batch, rank, world)
+                if weight == 0:
+                    continue
             b = len(batch["label"])
             total += float(module.loss(to_device(batch, device, dtype))["loss"]) * b
             n += b
     torch.set_rng_state(rng_state)
     module.train(was_training)
+    if world > 1:
+        total, n = _all_sum(total, n)
     return total / max(n, 1)
 
 
@@ -102,68 +153,134 @@ def evaluate_probe(module: torch.nn.Module, ds: MultimodalDataset, batch_size: i
         return split_half_probe(z.numpy(), ds.labels.numpy(), seed % 2**31)
 
 
+def _report(entry: dict, epoch: int, epochs: int, checkpoint_dir: Path | None, tune_report_key: str | None) -> None:
+    """Hands an epoch to Ray Train (every worker: the call is a barrier) with the epoch's checkpoint, which Ray
+    Train gives back through ``get_checkpoint`` when the run is started again. In a Tune trial the last epoch is
+    not reported: ASHA stops a trial on reaching max_t, which would kill the workers before rank 0 stores the
+    record (the trial reports it from the record)."""
+    import ray.train
+    from ray.train import Checkpoint, CheckpointUploadMode
+
+    if tune_report_key and epoch + 1 >= epochs:
+        return
+    metrics = {**entry, "epoch": epoch + 1}
+    ckpt = Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
+    # the checkpoint already lies in the run's folder, which is Ray Train's run folder: nothing to upload
+    ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=checkpoint_dir.name if ckpt else None,
+                     checkpoint_upload_mode=CheckpointUploadMode.NO_UPLOAD)
+
+
+def _resume_distributed(engine, ckpt_dir: Path | None) -> tuple[int, list]:
+    """(first epoch to train, history) from the checkpoint Ray Train hands back, else (0, [])."""
+    import logging
+
+    import ray.train
+
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return 0, []
+    path = Path(ckpt.path)
+    try:
+        _, client = engine.load_checkpoint(str(path.parent), tag=path.name, load_module_strict=True)
+    except Exception as e:  # e.g. saved by another number of workers at ZeRO >= 1: start over, say why
+        logging.getLogger(__name__).warning("cannot resume from %s (%s: %s); training from epoch 0", path,
+                                            type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        return 0, []
+    return int(client["epoch"]) + 1, list(client.get("history", []))
+
+
 def train(method: torch.nn.Module, train_ds: MultimodalDataset, val_ds: MultimodalDataset | None, trainer: dict,
           run_id: str, ckpt_dir: Path | None = None, progress: Callable[[dict], None] | None = None,
-          debug: dict | None = None) -> TrainResult:
-    """Train ``method`` in place. ``progress`` receives a dict per step and per epoch (the CLI draws a bar)."""
+          debug: dict | None = None, tune_report_key: str | None = None) -> TrainResult:
+    """Train ``method`` in place. ``progress`` receives a dict per step and per epoch (the CLI draws a bar).
+
+    Inside a process group of several workers (Ray Train) the loop is data parallel (module docstring), each
+    epoch is reported to Ray Train, and checkpoints are DeepSpeed's."""
     debug = debug or {}
     use_cuda = torch.cuda.is_available() and trainer.get("device", "auto") != "cpu"
     device = torch.device("cuda" if use_cuda else "cpu")
     dtype = torch.bfloat16 if use_cuda and trainer.get("precision") == "bf16" else None
     ensure_dist_env()
     deepspeed = import_deepspeed()
+    rank, world = _world()
     engine, optimizer, _, _ = deepspeed.initialize(model=method, model_parameters=method.parameters(),
-                                                   config=ds_config(trainer, use_cuda))
+                                                   config=ds_config(trainer, use_cuda, world))
+    rank, world = _world()  # deepspeed.initialize created the (one-process) group when there was none
     module = engine.module
     epochs, bs = int(trainer["epochs"]), int(trainer["batch_size"])
-    result = TrainResult(epochs=epochs)
+    result = TrainResult(epochs=epochs, rank=rank, world_size=world)
     start = 0
-    last = latest_checkpoint(ckpt_dir)
-    if last is not None:
-        state = load_checkpoint(last)
-        module.load_state_dict(state["model"])
-        if "optimizer" in state:
-            optimizer.load_state_dict(state["optimizer"])
-        start = int(state["epoch"]) + 1
-        result.history = list(state.get("history", []))
+    if world > 1:
+        start, result.history = _resume_distributed(engine, ckpt_dir)
         result.resumed_from = start
+    else:
+        last = latest_checkpoint(ckpt_dir)
+        if last is not None:
+            state = load_checkpoint(last)
+            module.load_state_dict(state["model"])
+            if "optimizer" in state:
+                optimizer.load_state_dict(state["optimizer"])
+            start = int(state["epoch"]) + 1
+            result.history = list(state.get("history", []))
+            result.resumed_from = start
+    if rank != 0:
+        progress = None
     steps_per_epoch = math.ceil(len(train_ds) / bs)
     nan_at, raise_at = debug.get("nan_at_step"), debug.get("raise_at_step")
+    # one suffix per worker for the model's own sampling, so that workers do not draw the same noise
+    per_rank = "" if world == 1 else f"/rank-{rank}"
     t0 = time.perf_counter()
     for epoch in range(start, epochs):
         module.on_epoch_start(epoch, epochs)
         module.train()
-        torch.manual_seed(derive_seed(run_id, f"model-epoch-{epoch}"))
+        torch.manual_seed(derive_seed(run_id, f"model-epoch-{epoch}{per_rank}"))
         gen = torch.Generator().manual_seed(derive_seed(run_id, f"shuffle-epoch-{epoch}"))
         loss_sum, seen = 0.0, 0
         for step, batch in enumerate(train_ds.batches(bs, shuffle=True, generator=gen)):
             global_step = epoch * steps_per_epoch + step
             if raise_at is not None and global_step >= int(raise_at):
                 raise RuntimeError(f"injected failure at step {global_step} (debug.raise_at_step)")
+            weight = 1.0
+            if world > 1:
+                batch, weight = shard(batch, rank, world)
             out = engine(to_device(batch, device, dtype))
             loss = out["loss"]
             if nan_at is not None and global_step >= int(nan_at):
                 loss = loss * float("nan")
             loss_value = loss.detach()
-            if not torch.isfinite(loss_value):
+            finite = bool(torch.isfinite(loss_value))
+            if world > 1:  # every worker stops at the same step, or the others would wait in the all-reduce
+                finite = _all_sum(0.0 if finite else 1.0)[0] == 0.0
+            if not finite:
                 raise NonFiniteLoss(f"loss is {loss_value.item()} at epoch {epoch}, step {step}")
-            engine.backward(loss)
+            engine.backward(loss * weight if weight != 1.0 else loss)
             engine.step()
-            b = len(batch["label"])
-            loss_sum += float(loss.detach()) * b
+            b = len(batch["label"]) if weight else 0
+            loss_sum += float(loss_value) * b
             seen += b
             if progress:
                 progress({"event": "step", "epoch": epoch, "step": step + 1, "steps": steps_per_epoch,
-                          "loss": float(loss.detach())})
+                          "loss": float(loss_value)})
+        if world > 1:
+            loss_sum, seen = _all_sum(loss_sum, seen)
+            seen = int(seen)
         entry = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1)}
         if val_ds is not None and len(val_ds):
-            entry["val_loss"] = evaluate_loss(module, val_ds, bs, device, dtype, derive_seed(run_id, "val"))
+            entry["val_loss"] = evaluate_loss(module, val_ds, bs, device, dtype, derive_seed(run_id, "val"),
+                                              rank, world)
             if not math.isfinite(entry["val_loss"]):
                 raise NonFiniteLoss(f"validation loss is {entry['val_loss']} at epoch {epoch}")
-            entry["val_probe"] = evaluate_probe(module, val_ds, bs, device, dtype, derive_seed(run_id, "val-probe"))
+            entry["val_probe"] = _probe(module, val_ds, bs, device, dtype, derive_seed(run_id, "val-probe"),
+                                        rank, world)
         result.history.append(entry)
         result.samples += seen
-        if ckpt_dir is not None:
+        if world > 1:
+            tag = None
+            if ckpt_dir is not None:
+                tag = f"epoch_{epoch:04d}"
+                engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state={"epoch": epoch, "history": result.history})
+            _report(entry, epoch, epochs, ckpt_dir / tag if tag else None, tune_report_key)
+        elif ckpt_dir is not None:
             save_checkpoint(ckpt_dir, epoch, module, optimizer, result.history,
                             keep=int(trainer.get("keep_checkpoints", 1)))
         if progress:
@@ -171,3 +288,15 @@ def train(method: torch.nn.Module, train_ds: MultimodalDataset, val_ds: Multimod
     result.train_s = time.perf_counter() - t0
     module.eval()
     return result
+
+
+def _probe(module, val_ds, bs, device, dtype, seed: int, rank: int, world: int) -> float:
+    """The split-half probe needs every embedding in one place: rank 0 computes it on the whole validation set
+    and tells the others."""
+    if world == 1:
+        return evaluate_probe(module, val_ds, bs, device, dtype, seed)
+    import torch.distributed as dist
+
+    value = [evaluate_probe(module, val_ds, bs, device, dtype, seed) if rank == 0 else None]
+    dist.broadcast_object_list(value, src=0)
+    return float(value[0])
