@@ -281,3 +281,48 @@ def test_bad_config_is_refused(option, value, message):
     spec, _, _ = _split("bc-3view")
     with pytest.raises(BenchError, match=message):
         _method(spec, **{option: value})
+
+
+# --- text visualisation (§3.2): captions rendered with a fixed font, read by the vision tower -------------------
+
+
+def test_rendered_captions_are_deterministic_distinct_and_blank_where_padded():
+    from methods.cm_glasso.render import glyph_table, render
+
+    vocab = ("<pad>", "<eos>", "a", "b", "seven")
+    glyphs = glyph_table(vocab)
+    assert torch.equal(glyphs, glyph_table(vocab))
+    assert glyphs[0].sum() == 0 and glyphs[1].sum() == 0 and glyphs[2].sum() > 0
+    assert not torch.equal(glyphs[2], glyphs[3]) and glyphs[4].sum() > glyphs[2].sum()
+    ids = torch.tensor([[2, 3, 0, 0], [3, 2, 0, 0], [0, 0, 0, 0], [2, 3, -1, -1]])
+    img = render(ids, glyphs, (16, 16))
+    assert img.shape == (4, 1, 16, 16) and img.min() >= 0 and img.max() <= 1
+    assert not torch.allclose(img[0], img[1])      # the order of the words is visible
+    assert img[2].sum() == 0                       # all padding: a blank page
+    assert torch.equal(img[3], img[0])             # missing (-1) entries draw nothing, like padding
+
+
+def test_render_text_shares_one_vision_tower_and_trains():
+    spec, train, _ = _split("digits-caption", rho=0.5)
+    plain = _method(spec, n_nodes=8, dim=16, hidden=16)
+    model = _method(spec, n_nodes=8, dim=16, hidden=16, render_text=True)
+    tok = model.distiller.tokenizers
+    assert tok["caption"].tower is tok["image"]    # one vision tower: the caption has no encoder of its own
+    n = lambda m: sum(p.numel() for p in m.distiller.tokenizers.parameters())  # noqa: E731
+    assert n(model) < n(plain)
+    batch = train.batch(torch.arange(24))
+    assert not batch["mask"].all()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    for _ in range(2):
+        loss = model.loss(batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.isfinite(loss)
+    assert tok["image"].net[0].weight.grad is not None
+    emb = model.embed(batch)
+    j = spec.modality_names.index("caption")
+    assert torch.isnan(emb["caption"][~batch["mask"][:, j]]).all()
+    scrambled = {**batch, "data": {**batch["data"], "caption": batch["data"]["caption"].clone()}}
+    scrambled["data"]["caption"][~batch["mask"][:, j]] = 3
+    assert torch.equal(model.embed(scrambled)["joint"], emb["joint"])

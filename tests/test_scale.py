@@ -195,7 +195,6 @@ def two_nodes():
         cluster.shutdown()
 
 
-@pytest.mark.slow
 def test_a_two_worker_run_in_a_sweep_is_killed_then_resumes_from_its_last_epoch(tmp_path, two_nodes):
     """One CPU per node: the two workers of the run are on different nodes."""
     suite = _suite(tmp_path, epochs=5)

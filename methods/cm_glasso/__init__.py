@@ -12,8 +12,10 @@ penalty P = 1 - g_k(W) and the k grid (Tailored GLasso, Lingjaerde et al. 2021);
 
 [reconstructed]
 * Encoder substitute (:mod:`~methods.cm_glasso.nodes`): small from-scratch towers per modality turning images into
-  4x4-pixel patch tokens, text into word tokens and vectors into a few tokens; no SigLIP 2 and no
-  text-visualisation (text keeps its own tower). p learned node queries, one single-head cross-attention layer,
+  4x4-pixel patch tokens, text into word tokens and vectors into a few tokens; no SigLIP 2. Text
+  visualisation is an option (Config ``render_text``, off by default; :mod:`~methods.cm_glasso.render`): captions
+  are drawn with Pillow's built-in bitmap font and read by the image modality's tower, so one vision tower
+  encodes both. p learned node queries, one single-head cross-attention layer,
   node variable x_j = cos(H_j, Q_j); trained by cross-entropy of a linear classifier on x plus a CLIP-style InfoNCE
   between the modalities' node vectors on paired samples. On small all-vector benchmarks (ggm-synth, bc-3view) the
   benchmark's own variables are the nodes (Config ``nodes``).

@@ -59,6 +59,7 @@ class CMGLasso(MultimodalMethod):
         dim: int = 64              # token width d
         hidden: int = 64
         vector_tokens: int = 4     # tokens per vector modality
+        render_text: bool = False  # text visualisation: captions rendered with a fixed font, read by the vision tower
         tau: float = 0.1           # InfoNCE temperature
         align_weight: float = 0.1  # at 1 the InfoNCE stalled the cross-entropy (digits-ms: CE 1.6 vs 0.6 at 3 epochs)
         ce_weight: float = 1.0
@@ -94,7 +95,8 @@ class CMGLasso(MultimodalMethod):
                                                              and width <= cfg.max_input_nodes) else "learned"
         self.n_classes = spec.n_classes
         if self.mode == "learned":
-            self.distiller = NodeDistiller(spec.modalities, cfg.n_nodes, cfg.dim, cfg.hidden, cfg.vector_tokens)
+            self.distiller = NodeDistiller(spec.modalities, cfg.n_nodes, cfg.dim, cfg.hidden, cfg.vector_tokens,
+                                           cfg.render_text)
             self.p = cfg.n_nodes
         else:
             self.p = width

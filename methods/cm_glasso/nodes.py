@@ -6,7 +6,8 @@ scratch that turn each modality into tokens of one width d:
 * image [C, H, W]: three convolutions (stride 1, 2, 2) -> an (H/4) x (W/4) grid of patch tokens (a token is a 4x4
   pixel patch, which is what the dense segmentation head of §3.7 classifies);
 * mask [H, W] (per-pixel classes as an input modality): one-hot, then the image tower;
-* text [L]: token embedding + position + one convolution -> L tokens;
+* text [L]: token embedding + position + one convolution -> L tokens; or, with ``render_text``, the caption rendered
+  into an image with a fixed font and read by the image modality's tower (``methods/cm_glasso/render.py``);
 * vector [D]: an MLP -> ``vector_tokens`` tokens.
 
 Every token gets a learned position and modality embedding. p node queries Q [p, d] attend over the tokens of the
@@ -31,6 +32,7 @@ from torch import Tensor, nn
 
 from bench.data.contracts import Modality
 from bench.nn.modules import fill_missing
+from methods.cm_glasso.render import RenderedTextTokens
 
 
 def _conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
@@ -47,6 +49,7 @@ class ImageTokens(nn.Module):
             nn.Conv2d(hidden // 2, hidden, 4, 2, 1), nn.ReLU(),
             nn.Conv2d(hidden, dim, 4, 2, 1),
         )
+        self.in_shape = (channels, h, w)
         self.grid = tuple(_conv_out(_conv_out(_conv_out(s, 3, 1, 1), 4, 2, 1), 4, 2, 1) for s in (h, w))
         self.n_tokens = self.grid[0] * self.grid[1]
 
@@ -88,6 +91,24 @@ class VectorTokens(nn.Module):
         return self.net(x).view(len(x), self.n_tokens, self.dim)
 
 
+RENDER_SIZE = (32, 32)   # the rendered caption's size when the benchmark has no image modality to share a tower with
+
+
+def build_tokenizers(modalities: tuple[Modality, ...], dim: int, hidden: int, vector_tokens: int,
+                     render_text: bool = False) -> dict[str, nn.Module]:
+    """One tokenizer per modality; with ``render_text`` every text modality is rendered into an image and read by
+    one vision tower: the first image modality's (shared weights), else one grey tower of its own."""
+    out = {m.name: build_tokenizer(m, dim, hidden, vector_tokens)
+           for m in modalities if not (render_text and m.kind == "text")}
+    texts = [m for m in modalities if render_text and m.kind == "text"]
+    if texts:
+        image = next((m.name for m in modalities if m.kind == "image"), None)
+        tower = out[image] if image else ImageTokens(1, *RENDER_SIZE, dim, hidden)
+        for m in texts:
+            out[m.name] = RenderedTextTokens(tuple(m.vocab or ()) or tuple(map(str, range(m.vocab_size))), tower)
+    return {m.name: out[m.name] for m in modalities}
+
+
 def build_tokenizer(modality: Modality, dim: int, hidden: int, vector_tokens: int) -> nn.Module:
     if modality.kind == "image":
         c, h, w = modality.shape
@@ -102,10 +123,11 @@ def build_tokenizer(modality: Modality, dim: int, hidden: int, vector_tokens: in
 class NodeDistiller(nn.Module):
     """Tokenizers for every modality and the p node queries with their cross-attention layer."""
 
-    def __init__(self, modalities: tuple[Modality, ...], n_nodes: int, dim: int, hidden: int, vector_tokens: int):
+    def __init__(self, modalities: tuple[Modality, ...], n_nodes: int, dim: int, hidden: int, vector_tokens: int,
+                 render_text: bool = False):
         super().__init__()
         self.names = tuple(m.name for m in modalities)
-        self.tokenizers = nn.ModuleDict({m.name: build_tokenizer(m, dim, hidden, vector_tokens) for m in modalities})
+        self.tokenizers = nn.ModuleDict(build_tokenizers(modalities, dim, hidden, vector_tokens, render_text))
         self.positions = nn.ParameterDict({
             m.name: nn.Parameter(0.02 * torch.randn(self.tokenizers[m.name].n_tokens, dim)) for m in modalities})
         self.kind_embed = nn.Parameter(0.02 * torch.randn(len(modalities), dim))
