@@ -60,6 +60,13 @@ class Modality:
         return self.kind in ("text", "mask")
 
 
+# Default metric groups, one definition for every benchmark. A method that cannot serve one (no ``predict``, no
+# ``segment``) reads n/a there, as the generative metrics do for methods that do not generate.
+REPRESENTATION_METRICS = ("probe_linear", "probe_mlp", "kmeans_acc", "kmeans_nmi", "kmeans_ari")
+PREDICTION_METRICS = ("predict_acc",)     # the method's own classifier (CM-GLasso's QDA), beside the probes
+SEGMENTATION_METRICS = ("segment_miou",)  # benchmarks with a per-pixel mask modality
+
+
 @dataclass(frozen=True)
 class BenchmarkSpec:
     name: str

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.data.contracts import Benchmark, BenchmarkSpec, Modality, MultimodalDataset
+from bench.data.contracts import (PREDICTION_METRICS, REPRESENTATION_METRICS, Benchmark, BenchmarkSpec, Modality,
+                                  MultimodalDataset)
 from bench.data.embedded.mfeat6 import standardize_on_train
 from bench.data.splits import split_seed, stratified_split
 from bench.data.text import Vocabulary, words
@@ -106,7 +107,7 @@ def _datasets(s: dict, extra_modalities=(), extra_train=None, extra_test=None, e
 _SPEC_COMMON = dict(
     n_classes=N_CLASSES,
     tasks=("representation", "retrieval"),
-    default_metrics=("probe_linear", "probe_mlp", "kmeans_acc", "kmeans_nmi", "kmeans_ari", "retrieval_r1", "retrieval_r5"),
+    default_metrics=REPRESENTATION_METRICS + PREDICTION_METRICS + ("retrieval_r1", "retrieval_r5"),
 )
 
 

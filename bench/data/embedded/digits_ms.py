@@ -30,7 +30,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from bench.data.contracts import Benchmark, BenchmarkSpec, Modality, MultimodalDataset
+from bench.data.contracts import (PREDICTION_METRICS, REPRESENTATION_METRICS, Benchmark, BenchmarkSpec, Modality,
+                                  MultimodalDataset)
 from bench.data.embedded import digits as D
 from bench.data.text import ALPHABET, encode_chars
 from bench.errors import BenchError
@@ -39,7 +40,6 @@ from bench.registry import register_benchmark
 SIZE = 16
 TEXT_LEN = 8
 PAIRED_TASKS = ("representation", "generation", "retrieval")
-REPRESENTATION_METRICS = ("probe_linear", "probe_mlp", "kmeans_acc", "kmeans_nmi", "kmeans_ari")
 # for the benchmarks whose task list has "generation"; methods that cannot generate get them as n/a
 GENERATIVE_METRICS = ("coherence_cross", "coherence_joint", "fid", "classifier_acc")
 
@@ -50,7 +50,7 @@ def paired_metrics(pairing: str) -> tuple[str, ...]:
     retrieval = ("retrieval_class_p10",) if pairing == "class" else ("retrieval_r1", "retrieval_r5", "retrieval_class_p10")
     # the two representation analyses of the DCMEM poster (shared space: cross-modal class structure, pairs vs strangers)
     analyses = ("modality_class_distance", "paired_unpaired_w2", "class_distance_profile", "w2_profile")
-    return REPRESENTATION_METRICS + retrieval + analyses + GENERATIVE_METRICS
+    return REPRESENTATION_METRICS + PREDICTION_METRICS + retrieval + analyses + GENERATIVE_METRICS
 
 M1 = Modality("m1", "image", (1, SIZE, SIZE), likelihood="bernoulli")
 M2 = Modality("m2", "image", (3, SIZE, SIZE), likelihood="gaussian")

@@ -29,6 +29,7 @@ import torch
 
 from bench.data.contracts import Benchmark, BenchmarkSpec, Modality, MultimodalDataset
 from bench.data.embedded import digits as D
+from bench.data.contracts import SEGMENTATION_METRICS
 from bench.data.embedded.digits_ms import paired_metrics
 from bench.data.text import Vocabulary
 from bench.errors import BenchError
@@ -41,7 +42,7 @@ MAX_DIGIT_SIZE = 14  # larger boxes leave so little room for three that random p
 IMAGE = Modality("image", "image", (1, CANVAS, CANVAS), likelihood="bernoulli")
 MASK = Modality("mask", "mask", (CANVAS, CANVAS), n_classes=1 + D.N_CLASSES)
 TASKS = ("representation", "generation", "retrieval", "segmentation")
-METRICS = paired_metrics("instance")
+METRICS = paired_metrics("instance") + SEGMENTATION_METRICS
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.data.contracts import Benchmark, BenchmarkSpec, Modality, MultimodalDataset
+from bench.data.contracts import (PREDICTION_METRICS, REPRESENTATION_METRICS, Benchmark, BenchmarkSpec, Modality,
+                                  MultimodalDataset)
 from bench.data.splits import split_seed, stratified_split
 from bench.errors import BenchError
 from bench.registry import register_benchmark
@@ -131,8 +132,7 @@ class MFeat6(Benchmark):
             modalities=_modalities(self.cfg.views),
             n_classes=N_CLASSES,
             tasks=("representation", "retrieval"),
-            default_metrics=("probe_linear", "probe_mlp", "kmeans_acc", "kmeans_nmi", "kmeans_ari",
-                             "retrieval_r1", "retrieval_r5"),
+            default_metrics=REPRESENTATION_METRICS + PREDICTION_METRICS + ("retrieval_r1", "retrieval_r5"),
         )
 
     def build(self) -> tuple[MultimodalDataset, MultimodalDataset]:

@@ -33,12 +33,11 @@ import numpy as np
 import torch
 
 from bench.data.cache import ArrayCache, Arrays, decode_workers, source_key
-from bench.data.contracts import Benchmark, BenchmarkSpec, MultimodalDataset
+from bench.data.contracts import REPRESENTATION_METRICS, Benchmark, BenchmarkSpec, MultimodalDataset  # noqa: F401
 from bench.data.root import benchmark_dir, cache_root
 from bench.errors import DataError, DataMissing
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
-REPRESENTATION_METRICS = ("probe_linear", "probe_mlp", "kmeans_acc", "kmeans_nmi", "kmeans_ari")
 
 
 @dataclass

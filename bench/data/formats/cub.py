@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data.contracts import BenchmarkSpec, Modality, MultimodalDataset
+from bench.data.contracts import PREDICTION_METRICS, BenchmarkSpec, Modality, MultimodalDataset
 from bench.data.embedded.digits_ms import PAIRED_TASKS, paired_metrics
 from bench.data.formats.base import (REPRESENTATION_METRICS, DiskBenchmark, Layout, as_long, decode_images,
                                      find_base, float_to_u8, image_files, missing_error, pt_array, read_image,
@@ -358,7 +358,7 @@ class Cub200(DiskBenchmark):
     def make_spec(self, train: MultimodalDataset, arrays: dict) -> BenchmarkSpec:
         return BenchmarkSpec(self.name, train.modalities, len(arrays["class_names"]),
                              ("representation", "classification", "retrieval"),
-                             REPRESENTATION_METRICS + ("retrieval_class_p10",))
+                             REPRESENTATION_METRICS + PREDICTION_METRICS + ("retrieval_class_p10",))
 
 
 def read_attributes(path: Path, ids: list[int]) -> np.ndarray:

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data.contracts import BenchmarkSpec, Modality, MultimodalDataset
+from bench.data.contracts import PREDICTION_METRICS, BenchmarkSpec, Modality, MultimodalDataset
 from bench.data.formats.base import (REPRESENTATION_METRICS, DiskBenchmark, Layout, as_long, decode_images,
                                      find_base, float_to_u8, missing_error, pt_array, read_csv, read_image,
                                      resize_u8, root_field, to_float_images, with_gz)
@@ -252,7 +252,7 @@ class MimicCxr(DiskBenchmark):
 
     def make_spec(self, train: MultimodalDataset, arrays: dict) -> BenchmarkSpec:
         return BenchmarkSpec(self.name, train.modalities, len(LABELS), ("representation", "retrieval"),
-                             REPRESENTATION_METRICS + ("retrieval_r1", "retrieval_r5", "retrieval_class_p10"))
+                             REPRESENTATION_METRICS + PREDICTION_METRICS + ("retrieval_r1", "retrieval_r5", "retrieval_class_p10"))
 
 
 def _read_report(path: Path) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.contracts import BenchmarkSpec, Modality, MultimodalDataset
+from bench.data.contracts import PREDICTION_METRICS, SEGMENTATION_METRICS, BenchmarkSpec, Modality, MultimodalDataset
 from bench.data.formats.base import (REPRESENTATION_METRICS, DiskBenchmark, Layout, as_long, decode_images,
                                      find_base, missing_error, read_image, read_lines, root_field, to_float_images)
 from bench.data.splits import split_seed
@@ -74,7 +74,7 @@ class KvasirSeg(DiskBenchmark):
     def spec(self) -> BenchmarkSpec:
         s = self.cfg.size
         mods = (image_modality(s), Modality("mask", "mask", (s, s), n_classes=2))
-        return BenchmarkSpec(self.name, mods, len(KVASIR_SIZE_BINS) + 1, TASKS, REPRESENTATION_METRICS)
+        return BenchmarkSpec(self.name, mods, len(KVASIR_SIZE_BINS) + 1, TASKS, REPRESENTATION_METRICS + PREDICTION_METRICS + SEGMENTATION_METRICS)
 
     def layout(self) -> Layout:
         folder = self.folder
@@ -143,7 +143,7 @@ class Voc2012(DiskBenchmark):
     def spec(self) -> BenchmarkSpec:
         s = self.cfg.size
         mods = (image_modality(s), Modality("mask", "mask", (s, s), n_classes=VOC_CLASSES))
-        return BenchmarkSpec(self.name, mods, VOC_CLASSES, TASKS, REPRESENTATION_METRICS)
+        return BenchmarkSpec(self.name, mods, VOC_CLASSES, TASKS, REPRESENTATION_METRICS + PREDICTION_METRICS + SEGMENTATION_METRICS)
 
     def layout(self) -> Layout:
         folder = self.folder
