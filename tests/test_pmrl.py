@@ -245,3 +245,17 @@ def test_pmrl_objective_gram_trains_its_temperature():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     with pytest.raises(ValueError, match="objective"):
         PMRL(spec, PMRL.Config(objective="volume"))
+
+
+def test_gram_objective_runs_its_encoders_under_autocast_and_the_volume_in_float32():
+    bench = BENCHMARKS.get("digits-ms")(make_config(BENCHMARKS.get("digits-ms").Config, {"dm": 1}, "digits-ms"))
+    spec, train = bench.spec(), load_splits(bench, 1.0, seed=0)[0]
+    batch = train.batch(torch.arange(16))
+    torch.manual_seed(0)
+    model = PMRL(spec, PMRL.Config(objective="gram"))
+    full = model.loss(batch)["loss"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = model.loss(batch)["loss"]
+    assert half.dtype == torch.float32 and torch.isfinite(half)
+    assert half.item() != full.item()          # the encoders did run in bf16 (a device check found they did not)
+    assert half.item() == pytest.approx(full.item(), rel=0.05)

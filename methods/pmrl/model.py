@@ -137,8 +137,9 @@ class PMRL(MultimodalMethod):
     def loss(self, batch: dict) -> dict[str, torch.Tensor]:
         mask = batch["mask"]
         if self.cfg.objective == "gram":
+            z = self.encode(batch)   # encoders under the caller's autocast; the determinants in float32 below
             with _no_autocast(mask.device):
-                loss = gram_loss(self.encode(batch), mask, self.log_inv_tau)
+                loss = gram_loss(z, mask, self.log_inv_tau)
             return {"loss": loss, "tau": (-self.log_inv_tau).exp().detach().squeeze(0)}
         t = pmrl_terms(self.encode(batch), mask, self.cfg.tau1, self.cfg.tau2)
         warm = self.epoch < self.cfg.warmup_epochs
