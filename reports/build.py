@@ -70,23 +70,23 @@ def build_figures(records: pd.DataFrame, cells: pd.DataFrame, comparisons: list[
         plots.rank_heatmap(st.rank_table(comparisons)))
     add("training_curves", "Validation loss per epoch (band: one standard deviation over seeds).",
         plots.training_curves(records, palette))
+    analyses = (
+        ("class_distance_profile", "class_distance", plots.class_distance_heatmaps,
+         "class-conditioned cross-modal distance matrix of the per-modality representations (DCMEM poster analysis; "
+         "mean over ordered modality pairs and seeds). A diagonal darker than the rest means same-class cross-modal "
+         "pairs are closest."),
+        ("w2_profile", "w2", plots.w2_histograms,
+         "distances between the two modalities' representations of the same test instance (paired) and of two "
+         "different instances (unpaired), as equal-mass histograms (DCMEM poster analysis; point-mass W2, pooled "
+         "over modality pairs, quantiles averaged over seeds)."),
+    )
     for bench in sorted(set(records["benchmark"])):
-        found = plots.profile_frame(records, "class_distance_profile", bench)
-        if found is not None:
-            prof, ratio = found
-            add(f"class_distance_{_safe(bench)}",
-                f"{bench}, observation ratio {tb.fmt_ratio(ratio)}: class-conditioned cross-modal distance matrix "
-                "of the per-modality representations (DCMEM poster analysis; mean over ordered modality pairs and "
-                "seeds). A diagonal darker than the rest means same-class cross-modal pairs are closest.",
-                plots.class_distance_heatmaps(prof, bench))
-        found = plots.profile_frame(records, "w2_profile", bench)
-        if found is not None:
-            prof, ratio = found
-            add(f"w2_{_safe(bench)}",
-                f"{bench}, observation ratio {tb.fmt_ratio(ratio)}: distances between the two modalities' "
-                "representations of the same test instance (paired) and of two different instances (unpaired), "
-                "as equal-mass histograms (DCMEM poster analysis; point-mass W2, pooled over modality pairs, "
-                "quantiles averaged over seeds).", plots.w2_histograms(prof, bench))
+        for metric, stem, draw, what in analyses:
+            found = plots.profile_frame(records, metric, bench)
+            if found is not None:
+                prof, ratio = found
+                add(f"{stem}_{_safe(bench)}", f"{bench}, observation ratio {tb.fmt_ratio(ratio)}: {what}",
+                    draw(prof, bench))
     if samples:
         add("samples", "Generated samples per method.", plots.sample_grid(samples))
     return items

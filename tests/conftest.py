@@ -62,3 +62,26 @@ def partly_observed_batch(name: str, n: int = 5):
     batch["mask"][0, 1] = False
     batch["mask"][1, 1:] = False
     return bench.spec(), batch
+
+
+def assert_unobserved_values_change_nothing(model, batch: dict, scramble, seed: int = 2) -> None:
+    """Loss, every gradient and every embedding are bitwise the same after ``scramble(data)`` rewrote the values of
+    unobserved entries (same seed for the method's own sampling); the loss and gradients are finite."""
+    import torch
+
+    def run(b):
+        model.zero_grad()
+        torch.manual_seed(seed)
+        out = model.loss(b)
+        assert all(torch.isfinite(v) for v in out.values())
+        out["loss"].backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        assert all(torch.isfinite(g).all() for g in grads.values())
+        return out["loss"], grads, model.embed(b)
+
+    other = {**batch, "data": {k: v.clone() for k, v in batch["data"].items()}}
+    scramble(other["data"])
+    (l1, g1, e1), (l2, g2, e2) = run(batch), run(other)
+    assert torch.equal(l1, l2)
+    assert g1.keys() == g2.keys() and all(torch.equal(g1[k], g2[k]) for k in g1)
+    assert e1.keys() == e2.keys() and all(torch.equal(e1[k].nan_to_num(7.0), e2[k].nan_to_num(7.0)) for k in e1)
