@@ -6,6 +6,7 @@ Output files under ``out_dir``:
 * ``leaderboard.md``, ``leaderboard.tex``, ``leaderboard.csv``: the tables (:mod:`reports.tables`);
 * ``stats.md``, ``stats.csv``: average ranks, Friedman, Nemenyi, pairwise Wilcoxon (:mod:`reports.stats`);
 * ``figures/*.png``: the figures (:mod:`reports.plots`);
+* ``methods.md``: the method notes, which parts follow the paper and which are reconstructed (:mod:`reports.notes`);
 * ``index.html``: all of it in one self-contained page (:mod:`reports.html`).
 
 The Markdown and CSV files depend on the store's contents only, so the same store gives the same bytes.
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from reports import html as page
+from reports import notes as method_notes
 from reports import plots
 from reports import stats as st
 from reports import tables as tb
@@ -116,6 +118,8 @@ def write_report(records: pd.DataFrame, index: pd.DataFrame, out_dir: Path, *, e
         "stats.md": _write(out_dir / "stats.md", st.to_markdown(comparisons, f"{title}: statistics across benchmarks")),
         "stats.csv": _write(out_dir / "stats.csv", st.to_csv(comparisons)),
     }
+    notes = method_notes.method_notes(cells["method"]) if len(cells) else {}
+    written["methods.md"] = _write(out_dir / "methods.md", method_notes.to_markdown(notes, f"{title}: method notes"))
     figures = build_figures(records, cells, comparisons, samples)
     for old in fig_dir.glob("*.png"):  # a figure of a metric no longer in the store must not linger
         old.unlink()
@@ -124,7 +128,7 @@ def write_report(records: pd.DataFrame, index: pd.DataFrame, out_dir: Path, *, e
         path.write_bytes(f.png)
         written[f"figures/{f.name}"] = path
     html_text = page.render_page(title=title, cells=cells, comparisons=comparisons, figures=figures, states=states,
-                                 records=records, config=config)
+                                 records=records, config=config, notes=notes)
     written["index.html"] = _write(out_dir / "index.html", html_text)
     return written
 

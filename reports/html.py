@@ -195,13 +195,22 @@ def summary_html(states: pd.DataFrame) -> str:
             f'Benchmarks: {esc(", ".join(benchmarks)) or "none"}.</p>')
 
 
+def notes_html(notes: dict[str, str]) -> str:
+    if not notes:
+        return "<p>No methods.</p>"
+    return "\n".join(f"<details><summary>{esc(name)}</summary><pre>{esc(text)}</pre></details>"
+                     for name, text in notes.items())
+
+
 def render_page(*, title: str, cells: pd.DataFrame, comparisons: list[st.Comparison], figures: list[FigureItem],
-                states: pd.DataFrame, records: pd.DataFrame, config: dict | None) -> str:
+                states: pd.DataFrame, records: pd.DataFrame, config: dict | None,
+                notes: dict[str, str] | None = None) -> str:
     sections = [
         ("leaderboard", "Leaderboard", leaderboard_html(cells)),
         ("figures", "Figures", figures_html(figures)),
         ("statistics", "Statistics across benchmarks", stats_html(comparisons)),
         ("unfinished", "Unfinished runs", unfinished_html(states)),
+        ("methods", "Method notes ([paper] / [reconstructed])", notes_html(notes or {})),
         ("configuration", "Suite configuration", config_html(config)),
         ("software", "Software and hardware", provenance_html(provenance(records))),
     ]

@@ -501,3 +501,19 @@ def test_equal_mass_bins_integrate_to_one_and_absorb_ties():
     np.testing.assert_allclose(edges, [0.0, 2.0, 4.0])
     np.testing.assert_allclose((dens * np.diff(edges)).sum(), 1.0)
     np.testing.assert_allclose(dens, [0.6 / 2, 0.4 / 2])
+
+
+def test_method_notes_come_from_the_method_docstrings_and_reach_the_page_escaped(tmp_path):
+    from reports.notes import method_note
+
+    assert "[reconstructed]" in method_note("pmrl") and "[reconstructed]" in method_note("dcmem")
+    assert "[reconstructed]" in method_note("cm_glasso")
+    assert "not registered" in method_note("<b>nope</b>")
+    store = ResultStore(tmp_path / "results")
+    _put(store, "pmrl", "digits-ms", 1.0, 0)
+    _put(store, "<b>nope</b>", "digits-ms", 1.0, 0)
+    paths = write_report(store.load(), store.index_frame(), tmp_path / "report")
+    page = paths["index.html"].read_text()
+    assert 'id="methods"' in page and "[reconstructed]" in page
+    assert "&lt;b&gt;nope&lt;/b&gt;" in page and "<b>nope</b>" not in page
+    assert "## pmrl" in paths["methods.md"].read_text()
