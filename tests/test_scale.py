@@ -264,3 +264,22 @@ def test_a_tuned_cell_of_two_worker_trials_prunes_frees_their_cpus_and_finishes(
     store = ResultStore(tmp_path / "results")
     finals = [p.stem for p in store.runs_dir.glob("*.parquet") if store.get_spec(p.stem)["phase"] == "final"]
     assert len(finals) == 1 and set(store.get(finals[0])["workers"]) == {2}
+
+
+class _NotATensor:
+    pass
+
+
+def test_deepspeed_checkpoints_are_loaded_weights_only(tmp_path):
+    """The multi-worker resume swaps DeepSpeed's unpickling loader for torch.load(weights_only=True)."""
+    import pickle
+
+    import torch
+
+    from bench.train.loop import _weights_only_load
+
+    torch.save({"w": torch.ones(2), "epoch": 3}, tmp_path / "ok.pt")
+    assert _weights_only_load(tmp_path / "ok.pt")["epoch"] == 3
+    torch.save({"evil": _NotATensor()}, tmp_path / "evil.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        _weights_only_load(tmp_path / "evil.pt")

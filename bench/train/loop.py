@@ -170,6 +170,10 @@ def _report(entry: dict, epoch: int, epochs: int, checkpoint_dir: Path | None, t
                      checkpoint_upload_mode=CheckpointUploadMode.NO_UPLOAD)
 
 
+def _weights_only_load(path, map_location=None):
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
 def _resume_distributed(engine, ckpt_dir: Path | None) -> tuple[int, list]:
     """(first epoch to train, history) from the checkpoint Ray Train hands back, else (0, [])."""
     import logging
@@ -180,6 +184,8 @@ def _resume_distributed(engine, ckpt_dir: Path | None) -> tuple[int, list]:
     if ckpt is None:
         return 0, []
     path = Path(ckpt.path)
+    # DeepSpeed's checkpoint engine unpickles with weights_only=False; ours loads tensors and plain containers only
+    engine.checkpoint_engine.load = _weights_only_load
     try:
         _, client = engine.load_checkpoint(str(path.parent), tag=path.name, load_module_strict=True)
     except Exception as e:  # e.g. saved by another number of workers at ZeRO >= 1: start over, say why
