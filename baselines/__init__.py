@@ -1,3 +1,3 @@
-"""The baselines (MVAE, MMVAE+, MoPoE, MVP): importing this package registers them."""
+"""The baselines (MVAE, MMVAE+, MoPoE, MVP) and the untrained floor: importing this package registers them."""
 
-from baselines import mmvae_plus, mopoe, mvae, mvp  # noqa: F401
+from baselines import mmvae_plus, mopoe, mvae, mvp, untrained  # noqa: F401

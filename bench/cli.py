@@ -151,6 +151,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                   f"{result.count('failed')} failed, {result.count('busy')} held by another driver, "
                   f"in {result.wall_s:.0f} s")
     _write_sweep_report(console, plan, root, args.index_url, result)
+    if plan.suite.ladder:
+        _print_ladder(console, plan, root, args.index_url)
     bad = [r for r in result.runs if r.status not in ("done", "cached")]
     for r in bad:
         console.print(f"{r.status}: {r.label} ({r.run_id}): {r.error.splitlines()[0] if r.error else ''}")
@@ -177,6 +179,27 @@ def _suite_for_this_machine(suite, args: argparse.Namespace):
         if suite.resources.get("cpu", 1) > cpus:
             suite = dataclasses.replace(suite, resources={**suite.resources, "cpu": cpus})
     return suite
+
+
+def _print_ladder(console, plan, root: Path, index_url) -> None:
+    """The suite's sanity ladder (reports/ladder.py) as the sweep's last table: one row per rung and method."""
+    from rich.table import Table
+
+    from bench.store import ResultStore
+    from reports import ladder as ld
+
+    records = ResultStore(root, index_url).load()
+    records = records[records["suite"] == plan.suite.name]
+    table = ld.evaluate_ladder(records, plan.suite.ladder, methods={c.method for c in plan.cells})
+    t = Table(title=f"suite {plan.suite.name}: sanity ladder")
+    for c in ("rung", "benchmark", "metric", "method", "value", "untrained", "test", "result"):
+        t.add_column(c)
+    for r in table.itertuples():
+        style = {"pass": "green", "FAIL": "bold red"}.get(r.result, "yellow")
+        t.add_row(str(r.rung), r.benchmark, r.metric, r.method, ld.fmt(r.value), ld.fmt(r.floor), r.test,
+                  f"[{style}]{r.result}[/{style}]")
+    console.print(t)
+    console.print(ld.summary(table), soft_wrap=True)
 
 
 def _write_sweep_report(console, plan, root: Path, index_url, result) -> None:

@@ -1,7 +1,25 @@
-"""Hydra composition of ``sweeps/conf`` into a plain dict, with bad names caught before Hydra sees them."""
+"""Hydra composition of ``sweeps/conf`` into a plain dict, with bad names caught before Hydra sees them.
+
+A **training protocol** (the ``protocol`` group, ``sweeps/conf/protocol/<name>.yaml``) is a set of override strings
+per method and benchmark. :func:`compose` composes once to learn the method, the benchmark and the protocol, then
+again with the protocol's overrides placed *before* the caller's, so that an explicit override always wins. The
+composed dict holds the protocol's name under ``protocol``; the settings it chose are in the other sections, so
+they enter the run's identity like any other value. A protocol file::
+
+    name: paper
+    families: {mnist-svhn: [mnist-svhn, mnist-svhn-text], polymnist: [polymnist]}   # family -> benchmarks
+    rules:                          # method (or "*") -> family, benchmark (or "*") -> overrides
+      "*": {"*": [trainer.epochs=100]}
+      mopoe: {polymnist: [method.latent_dim=512, method.beta=2.5]}
+
+For one (method, benchmark) the rules apply from the least to the most specific: ``*``/``*``, ``*``/family,
+``*``/benchmark, then method/``*``, method/family, method/benchmark (a later value of the same key wins).
+"""
 
 from __future__ import annotations
 
+import difflib
+from pathlib import Path
 from typing import Sequence
 
 from bench.errors import BenchError
@@ -9,6 +27,20 @@ from bench.registry import BENCHMARKS, METHODS
 
 CONFIG_MODULE = "sweeps.conf"
 _GROUP_REGISTRIES = {"method": METHODS, "benchmark": BENCHMARKS}
+PROTOCOL_DIR = Path(__file__).resolve().parents[1] / "sweeps" / "conf" / "protocol"
+ANY = "*"
+
+
+def protocol_names() -> list[str]:
+    return sorted(p.stem for p in PROTOCOL_DIR.glob("*.yaml"))
+
+
+def check_protocol_name(name: str) -> None:
+    valid = protocol_names()
+    if name not in valid:
+        close = difflib.get_close_matches(name, valid, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise BenchError(f"unknown protocol {name!r}{hint} valid: {', '.join(valid)}")
 
 
 def _check_overrides(overrides: Sequence[str]) -> None:
@@ -18,6 +50,8 @@ def _check_overrides(overrides: Sequence[str]) -> None:
         key, eq, value = ov.partition("=")
         if not eq:
             raise BenchError(f"override {ov!r} is not key=value (e.g. benchmark=digits-ms, trainer.epochs=5)")
+        if key.lstrip("+~") == "protocol":
+            check_protocol_name(value)
         reg = _GROUP_REGISTRIES.get(key.lstrip("+~"))
         if reg is not None:
             reg.get(value)  # raises UnknownName with the valid names and a close match
@@ -38,6 +72,52 @@ def _check_keys(overrides: Sequence[str], base: dict) -> None:
             node = node[part]
 
 
+# --- protocols ------------------------------------------------------------------------------------------------------
+def check_protocol(protocol: dict) -> None:
+    """Refuse a malformed protocol file in one line: families of registered benchmarks (each in one family at most),
+    rules keyed by registered methods and by families or benchmarks, values that are dotted ``key=value`` strings."""
+    name = protocol.get("name", "?")
+    unknown = set(protocol) - {"name", "families", "rules"}
+    if unknown:
+        raise BenchError(f"protocol {name}: unknown key(s) {', '.join(sorted(unknown))}; valid: families, name, rules")
+    families = protocol.get("families") or {}
+    seen: dict[str, str] = {}
+    for family, members in families.items():
+        for b in members or ():
+            BENCHMARKS.get(b)
+            if b in seen:
+                raise BenchError(f"protocol {name}: benchmark {b!r} is in two families, {seen[b]} and {family}")
+            seen[b] = family
+    places = {ANY, *families, *BENCHMARKS.names()}
+    for method, by_place in (protocol.get("rules") or {}).items():
+        if method != ANY:
+            METHODS.get(method)
+        for place, overrides in (by_place or {}).items():
+            if place not in places:
+                raise BenchError(f"protocol {name}, rules of {method}: {place!r} is neither a family "
+                                 f"({', '.join(families) or 'none'}), a benchmark nor '*'")
+            for ov in overrides or ():
+                key, eq, _ = str(ov).partition("=")
+                if not eq or "." not in key or key[:1] in "+~":
+                    raise BenchError(f"protocol {name}, rule {method}/{place}: {ov!r} is not a dotted key=value "
+                                     "override of an existing option (e.g. method.beta=2.5)")
+
+
+def family_of(protocol: dict, benchmark: str) -> str | None:
+    for family, members in (protocol.get("families") or {}).items():
+        if benchmark in (members or ()):
+            return family
+    return None
+
+
+def protocol_overrides(protocol: dict, method: str, benchmark: str) -> list[str]:
+    """The protocol's override strings for one (method, benchmark), least specific first (see the module doc)."""
+    rules = protocol.get("rules") or {}
+    places = [ANY, family_of(protocol, benchmark), benchmark]
+    return [str(ov) for m in (ANY, method) for place in places if place is not None
+            for ov in (rules.get(m) or {}).get(place) or ()]
+
+
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> dict:
     from hydra import compose as hydra_compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
@@ -51,9 +131,22 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> dict:
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
             groups = [ov for ov in overrides if "." not in ov.partition("=")[0]]
-            _check_keys(overrides, OmegaConf.to_container(hydra_compose(config_name=config_name, overrides=groups)))
-            cfg = hydra_compose(config_name=config_name, overrides=overrides)
-        return OmegaConf.to_container(cfg, resolve=True)
+            base = OmegaConf.to_container(hydra_compose(config_name=config_name, overrides=groups))
+            _check_keys(overrides, base)
+            protocol = base.get("protocol")
+            chosen = []
+            if isinstance(protocol, dict):
+                check_protocol(protocol)
+                chosen = protocol_overrides(protocol, base["method"]["name"], base["benchmark"]["name"])
+                try:
+                    _check_keys(chosen, base)
+                except BenchError as e:
+                    raise BenchError(f"protocol {protocol.get('name')}: {e}") from None
+            cfg = OmegaConf.to_container(hydra_compose(config_name=config_name, overrides=[*chosen, *overrides]),
+                                         resolve=True)
+        if isinstance(protocol, dict):
+            cfg["protocol"] = str(protocol.get("name"))
+        return cfg
     except (HydraException, OmegaConfBaseException) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BenchError(f"bad configuration override: {first}") from None

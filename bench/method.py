@@ -4,7 +4,8 @@ A method is an ``nn.Module`` registered by name and built from ``(BenchmarkSpec,
 ``loss(batch) -> dict`` (key ``loss`` is minimised; other scalar entries are logged) and
 ``embed(batch) -> {"joint": Tensor[B, d], <modality>: Tensor[B, d], ...}``. Optional capabilities are the
 methods it defines: ``generate(batch, target)``, ``sample(n)``, ``predict(batch)``, ``segment(batch)``,
-``fit_after(train)``, ``structure()`` (learned graphs, see :mod:`bench.eval.structure`). A batch is
+``fit_after(train)``, ``structure()`` (learned graphs, see :mod:`bench.eval.structure`). A method with
+``trains = False`` is evaluated at its initialisation (see :class:`MultimodalMethod`). A batch is
 ``{"data": {name: Tensor}, "mask": Bool[B, M], "label": Long[B]}``; labels
 must never be used by unsupervised training.
 """
@@ -29,6 +30,12 @@ class MultimodalMethod(nn.Module, abc.ABC):
     version: ClassVar[int] = 1
     # the gradient-norm clip the trainer uses when trainer.gradient_clipping is null (0 = off)
     default_gradient_clipping: ClassVar[float] = 0.0
+    # False: the trainer runs no epoch (no optimiser step, no checkpoint); evaluation and the record are as usual.
+    # For reference points such as the untrained floor; ``loss`` must still exist (the contract checks it).
+    trains: ClassVar[bool] = True
+    # True: ``embed``'s joint is NaN for a sample with an unobserved modality (e.g. a concatenation, which has no
+    # value for the missing block); the probe trains on the finite rows, and the test split is always complete.
+    joint_needs_every_modality: ClassVar[bool] = False
 
     @dataclass(frozen=True)
     class Config:

@@ -41,7 +41,7 @@ def _named(section: dict, what: str, registry) -> tuple[type, dict]:
 def resolve_spec(cfg: dict) -> dict:
     """A composed config (plain dict) -> the fully resolved, validated RunSpec dict. Raises BenchError."""
     allowed = {"method", "benchmark", "trainer", "eval", "obs_ratio", "missing", "seed", "suite", "phase", "debug",
-               "results_dir", "index_url"}
+               "results_dir", "index_url", "protocol"}
     unknown = set(cfg) - allowed
     if unknown:
         raise BenchError(f"unknown top-level option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(allowed))}")
@@ -62,7 +62,7 @@ def resolve_spec(cfg: dict) -> dict:
         raise BenchError(f"seed must be an integer, got {cfg.get('seed')!r}") from None
     spec = RunSpec(method=method, benchmark=bench, obs_ratio=check_obs_ratio(cfg.get("obs_ratio", 1.0)), seed=seed,
                    trainer=trainer, eval=ev, missing=missing, suite=str(cfg.get("suite", "adhoc")),
-                   phase=_phase(cfg.get("phase", "final")),
+                   phase=_phase(cfg.get("phase", "final")), protocol=_protocol_label(cfg.get("protocol", "default")),
                    debug={k: v for k, v in (cfg.get("debug") or {}).items() if v is not None})
     return spec.to_dict()
 
@@ -70,6 +70,13 @@ def resolve_spec(cfg: dict) -> dict:
 # per-epoch history -> record rows: (history key, metric, split, higher_is_better)
 HISTORY_ROWS = (("train_loss", "loss", "train", False), ("val_loss", "loss", "val", False),
                 ("val_probe", "probe_split_half", "val", True))
+
+
+def _protocol_label(protocol) -> str:
+    # bench.compose turns the protocol group into its name; a mapping here means the config was not composed by it
+    if not isinstance(protocol, str):
+        raise BenchError(f"protocol must be a protocol's name, got {protocol!r}; compose the config with bench.compose")
+    return protocol
 
 
 def _phase(phase: str) -> str:

@@ -23,6 +23,7 @@ RUN_ID_LEN = 16
 # data-parallel workers train the same run (equal numbers up to the order of float sums; bench/train/loop.py).
 NON_SEMANTIC = frozenset({
     "suite",
+    "protocol",  # a label: the settings a protocol chose are in the spec itself (sweeps/conf/protocol)
     "results_dir",
     "trainer.workers",
     "trainer.progress",
@@ -94,10 +95,11 @@ class RunSpec:
     suite: str = "adhoc"
     phase: str = "final"     # "final" runs feed leaderboards; "tune" trials only inform the search
     debug: dict = field(default_factory=dict)
+    protocol: str = "default"  # the training protocol that composed the spec (sweeps/conf/protocol); a label
     spec_version: int = SPEC_VERSION
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "spec_version": self.spec_version,
             "method": self.method,
             "benchmark": self.benchmark,
@@ -110,11 +112,14 @@ class RunSpec:
             "phase": self.phase,
             "debug": self.debug,
         }
+        if self.protocol != "default":  # left out at the default, so specs from before protocols read back unchanged
+            d["protocol"] = self.protocol
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "RunSpec":
         known = {"spec_version", "method", "benchmark", "obs_ratio", "missing", "seed", "trainer", "eval",
-                 "suite", "phase", "debug"}
+                 "suite", "phase", "debug", "protocol"}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown run-spec keys {sorted(unknown)}; valid: {sorted(known)}")

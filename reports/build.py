@@ -39,10 +39,20 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "metric"
 
 
+def run_protocols(store, run_ids) -> dict[str, str]:
+    """{run_id: evaluation protocol} from the stored specs (``eval.protocol``; a spec without it, or a run without
+    a spec, is "default")."""
+    out = {}
+    for run_id in sorted(set(run_ids)):
+        spec = store.get_spec(run_id) or {}
+        out[run_id] = str((spec.get("eval") or {}).get("protocol") or tb.DEFAULT_PROTOCOL)
+    return out
+
+
 def build_figures(records: pd.DataFrame, cells: pd.DataFrame, comparisons: list[st.Comparison],
                   samples: Mapping[str, np.ndarray] | None = None) -> list[page.FigureItem]:
     """One figure per metric (against the observation ratio), one CD figure per metric, the rank heatmap, the
-    training curves and, when given, the sample grid."""
+    training curves and, when given, the sample grid. The untrained floor is a line of the metric figures."""
     scores = tb.run_scores(records)
     palette = plots.method_palette(set(records["method"]) | set(cells["method"]))
     directions = dict(zip(cells["metric"], cells["higher_is_better"]))
@@ -96,21 +106,22 @@ def build_figures(records: pd.DataFrame, cells: pd.DataFrame, comparisons: list[
 
 def write_report(records: pd.DataFrame, index: pd.DataFrame, out_dir: Path, *, expected: pd.DataFrame | None = None,
                  config: dict | None = None, title: str = "mmrl-bench report",
-                 samples: Mapping[str, np.ndarray] | None = None) -> dict[str, Path]:
+                 samples: Mapping[str, np.ndarray] | None = None,
+                 protocols: Mapping[str, str] | None = None) -> dict[str, Path]:
     """Write the report; returns {file name relative to ``out_dir``: path}.
 
     ``records``: rows of :data:`bench.records.SCHEMA` (``ResultStore.load()``); ``index``: ``ResultStore.index_frame()``;
     ``expected``: optional frame with method, benchmark, obs_ratio, seed of the runs the suite plans, so that absent
     ones read "missing"; ``config``: the suite's configuration, shown on the page; ``samples``: optional
-    {method: array of images} for the sample grid.
+    {method: array of images} for the sample grid; ``protocols``: {run_id: evaluation protocol} (missing: "default").
     """
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     records, index = tb.final_phase(records, index)
-    cells = tb.leaderboard(records, index, expected)
+    cells = tb.leaderboard(records, index, expected, protocols=protocols)
     comparisons = st.compare(cells)
-    states = tb.run_states(records, index, expected)
+    states = tb.run_states(records, index, expected, protocols)
     written = {
         "leaderboard.md": _write(out_dir / "leaderboard.md", tb.to_markdown(cells, f"{title}: leaderboard")),
         "leaderboard.tex": _write(out_dir / "leaderboard.tex", tb.to_latex(cells)),
@@ -118,7 +129,8 @@ def write_report(records: pd.DataFrame, index: pd.DataFrame, out_dir: Path, *, e
         "stats.md": _write(out_dir / "stats.md", st.to_markdown(comparisons, f"{title}: statistics across benchmarks")),
         "stats.csv": _write(out_dir / "stats.csv", st.to_csv(comparisons)),
     }
-    notes = method_notes.method_notes(cells["method"]) if len(cells) else {}
+    floor = {tb.FLOOR} & set(records["method"])   # the floor is no column, but a reader may want its note
+    notes = method_notes.method_notes(set(cells["method"]) | floor) if len(cells) else {}
     written["methods.md"] = _write(out_dir / "methods.md", method_notes.to_markdown(notes, f"{title}: method notes"))
     figures = build_figures(records, cells, comparisons, samples)
     for old in fig_dir.glob("*.png"):  # a figure of a metric no longer in the store must not linger
@@ -143,4 +155,5 @@ def report_from_store(store, out_dir: Path, suite: str | None = None, expected: 
         if expected is not None and "suite" in expected.columns:
             expected = expected[expected["suite"] == suite]
     title = f"mmrl-bench report: {suite}" if suite else "mmrl-bench report"
-    return write_report(records, index, Path(out_dir), expected=expected, config=config, title=title)
+    return write_report(records, index, Path(out_dir), expected=expected, config=config, title=title,
+                        protocols=run_protocols(store, records["run_id"]))

@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 
 from reports import stats as st
-from reports.tables import LEGEND, UNFINISHED, cell_parts, direction_word, fmt_float, fmt_ratio, tables
+from reports.tables import (FLOOR, LEGEND, UNFINISHED, caption, cell_parts, chance_text, direction_word, floor_parts,
+                            fmt_float, fmt_ratio, protocol_suffix, table_protocol, tables)
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """
@@ -33,6 +34,8 @@ td small{color:#666;white-space:nowrap}
 .scroll{overflow-x:auto}
 td.na{color:#888} td.failed{color:#b00020;font-weight:600} td.missing,td.pruned,td.running{color:#a15c00}
 td.empty{color:#aaa}
+td.greyed,td.greyed small,span.greyed{color:#9a9a9a} td.reference{background:#f7f7f7}
+p.caption{color:#555;font-size:.85rem;margin:-.6rem 0 1.2rem}
 .legend,.note{color:#555;font-size:.9rem;max-width:60rem}
 figure{margin:1rem 0 2rem} figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#555;font-size:.9rem}
@@ -71,18 +74,28 @@ def leaderboard_html(cells: pd.DataFrame) -> str:
     for i, (metric, ratio, higher, g) in enumerate(tables(cells)):
         benchmarks, methods = sorted(set(g["benchmark"])), sorted(set(g["method"]))
         at = {(r["benchmark"], r["method"]): r for r in g.to_dict("records")}
-        out.append(f'<h3 id="table-{i}">{esc(metric)}, observation ratio {esc(fmt_ratio(ratio))} '
-                   f'<small>({direction_word(higher)})</small></h3>')
+        protocol = table_protocol(g)
+        out.append(f'<h3 id="table-{i}">{esc(metric)}, observation ratio {esc(fmt_ratio(ratio))}'
+                   f'{esc(protocol_suffix(protocol))} <small>({direction_word(higher)})</small></h3>')
         out.append('<div class="scroll"><table class="leaderboard"><thead>'
-                   + _row(["benchmark", *map(esc, methods)], "th") + "</thead><tbody>")
+                   + _row(["benchmark", "chance", f"floor ({esc(FLOOR)})", *map(esc, methods)], "th")
+                   + "</thead><tbody>")
         for b in benchmarks:
-            tds = [f"<td>{esc(b)}</td>"] + [_cell_td(at[(b, m)]) for m in methods]
+            ref = at[(b, methods[0])]
+            tds = [f"<td>{esc(b)}</td>", f'<td class="reference">{esc(chance_text(ref))}</td>',
+                   _reference_td(*floor_parts(ref))] + [_cell_td(at[(b, m)]) for m in methods]
             out.append("<tr>" + "".join(tds) + "</tr>")
         out.append("</tbody></table></div>")
+        grey = '<span class="greyed">Grey</span>:'
+        out.append(f'<p class="caption">{caption(esc(protocol), grey)}</p>')
     return "\n".join(out)
 
 
 _STATUS_CLASS = {"n/a": "na", "-": "empty", **{s: s for s in UNFINISHED}}
+
+
+def _reference_td(number: str, note: str) -> str:
+    return f'<td class="reference">{esc(number)}' + (f" <small>({esc(note)})</small>" if note else "") + "</td>"
 
 
 def _cell_td(cell) -> str:
@@ -90,6 +103,8 @@ def _cell_td(cell) -> str:
     if cell["status"] != "ok":
         return f'<td class="{_STATUS_CLASS.get(cell["status"], "empty")}">{esc(number)}</td>'
     text = esc(number)
+    if cell["greyed"]:
+        return f'<td class="greyed">{text} <small>({esc(note)})</small></td>'
     if cell["mark"] == "best":
         text = f"<strong>{text}</strong>"
     elif cell["mark"] == "second":
@@ -103,8 +118,8 @@ def stats_html(comparisons: list[st.Comparison]) -> str:
     out = ['<p class="note">Per metric and observation ratio, over the benchmarks where every compared method has a '
            "number. Rank 1 is best. Pairwise Wilcoxon signed-rank p-values are Holm-corrected within each table.</p>"]
     for c in comparisons:
-        out.append(f"<h3>{esc(c.metric)}, observation ratio {esc(fmt_ratio(c.obs_ratio))} "
-                   f"<small>({direction_word(c.higher_is_better)})</small></h3>")
+        out.append(f"<h3>{esc(c.metric)}, observation ratio {esc(fmt_ratio(c.obs_ratio))}"
+                   f"{esc(protocol_suffix(c.protocol))} <small>({direction_word(c.higher_is_better)})</small></h3>")
         out.append(f'<p class="note">Benchmarks compared: {esc(", ".join(c.scores.index)) or "none"}.</p>')
         out += [f'<p class="note">{esc(n)}.</p>' for n in c.notes]
         if c.friedman is not None:

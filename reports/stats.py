@@ -11,6 +11,9 @@ the average rank.
   range quantile for k groups and infinite degrees of freedom; two methods whose average ranks differ by less are
   not told apart. Computed under the same conditions as Friedman.
 * Pairwise Wilcoxon signed-rank tests over benchmarks, Holm-corrected within one metric and observation ratio.
+
+One comparison per leaderboard table (metric, evaluation protocol, observation ratio). The untrained floor is not
+a compared method: it is every row's reference (:mod:`reports.tables`), so it takes no rank from the others.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from reports.tables import fmt_float, fmt_ratio, md_escape, direction_word, tables
+from reports.tables import (DEFAULT_PROTOCOL, direction_word, fmt_float, fmt_ratio, md_escape, protocol_suffix,
+                            table_protocol, tables)
 
 ALPHA = 0.05
 MIN_METHODS_FRIEDMAN = 3
@@ -45,6 +49,7 @@ class Comparison:
     cd: float | None                      # Nemenyi critical difference at ALPHA
     pairwise: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PAIR_COLUMNS))
     notes: tuple[str, ...] = ()
+    protocol: str = DEFAULT_PROTOCOL      # the evaluation protocol of the table compared
 
     @property
     def k(self) -> int:
@@ -172,7 +177,7 @@ def compare_table(metric: str, obs_ratio: float, higher: bool, cells: pd.DataFra
             fr = friedman(scores)
             cd = critical_difference(k, n, alpha)
         pairs = pairwise_wilcoxon(scores, higher)
-    return Comparison(metric, obs_ratio, higher, scores, ranks, fr, cd, pairs, tuple(notes))
+    return Comparison(metric, obs_ratio, higher, scores, ranks, fr, cd, pairs, tuple(notes), table_protocol(cells))
 
 
 def compare(cells: pd.DataFrame, alpha: float = ALPHA) -> list[Comparison]:
@@ -182,7 +187,8 @@ def compare(cells: pd.DataFrame, alpha: float = ALPHA) -> list[Comparison]:
 
 def rank_table(comparisons: list[Comparison]) -> pd.DataFrame:
     """method x "metric, r=ratio" average ranks (NaN where a method was not compared): the rank heatmap's data."""
-    cols = {f"{c.metric}\nr={fmt_ratio(c.obs_ratio)}": c.ranks for c in comparisons if len(c.ranks)}
+    cols = {f"{c.metric}\nr={fmt_ratio(c.obs_ratio)}{protocol_suffix(c.protocol)}": c.ranks
+            for c in comparisons if len(c.ranks)}
     out = pd.DataFrame(cols)
     return out.sort_index() if len(out) else out
 
@@ -209,8 +215,8 @@ def to_markdown(comparisons: list[Comparison], title: str = "Statistics across b
            "best; ties share the average rank. Pairwise Wilcoxon signed-rank p-values are Holm-corrected within "
            "each table.", ""]
     for c in comparisons:
-        out += [f"## {md_escape(c.metric)}, observation ratio {fmt_ratio(c.obs_ratio)} "
-                f"({direction_word(c.higher_is_better)})", ""]
+        out += [f"## {md_escape(c.metric)}, observation ratio {fmt_ratio(c.obs_ratio)}"
+                f"{md_escape(protocol_suffix(c.protocol))} ({direction_word(c.higher_is_better)})", ""]
         out += [f"Benchmarks compared: {', '.join(md_escape(b) for b in c.scores.index) or 'none'}.", ""]
         out += [f"{md_escape(n)}." for n in c.notes] + ([""] if c.notes else [])
         if len(c.ranks):
@@ -230,10 +236,10 @@ def to_csv(comparisons: list[Comparison]) -> str:
     """Long format: one row per (table, quantity). kind is rank, friedman, cd or wilcoxon."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["metric", "obs_ratio", "kind", "a", "b", "n_benchmarks", "value", "p", "p_holm"])
+    w.writerow(["metric", "protocol", "obs_ratio", "kind", "a", "b", "n_benchmarks", "value", "p", "p_holm"])
     f6 = lambda x: fmt_float(x, 6)  # noqa: E731
     for c in comparisons:
-        head = [c.metric, fmt_ratio(c.obs_ratio)]
+        head = [c.metric, c.protocol, fmt_ratio(c.obs_ratio)]
         for m, r in c.ranks.items():
             w.writerow([*head, "rank", m, "", c.n, f6(r), "", ""])
         if c.friedman is not None:

@@ -22,6 +22,13 @@ A suite is a YAML file, either one of ``sweeps/conf/suite/<name>.yaml`` or any p
     max_retries: 1                     # a failing run is retried this often, then recorded failed
     search:                            # optional: a method's search space for this suite, replacing
       mvae: {method.beta: {uniform: [0.5, 2.0]}}   # sweeps/conf/search/<method>.yaml
+    ladder:                            # optional: thresholds with known answers (reports/ladder.py)
+      - {benchmark: digits-ms-inst, metric: coherence_cross, methods: generative, min: 0.6}
+      - {benchmark: mfeat6, metric: probe_linear, methods: all, above_floor: 0.02}
+
+A rung names a benchmark, a metric, the methods it applies to (a list, ``all`` or ``generative``: those that
+implement ``generate``), the observation ratio it reads (default 1) and its test: ``min`` (the mean over seeds must
+reach it), ``above_floor`` (it must exceed the ``untrained`` baseline's value by this margin), or both.
 """
 
 from __future__ import annotations
@@ -64,6 +71,56 @@ class TuneBudget:
 
 
 @dataclass(frozen=True)
+class Rung:
+    benchmark: str
+    metric: str
+    methods: tuple[str, ...] | str = "all"   # names, or "all" / "generative"
+    obs_ratio: float = 1.0
+    min: float | None = None
+    above_floor: float | None = None
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        if self.min is None and self.above_floor is None:
+            raise ValueError(f"rung {self.benchmark}/{self.metric}: give min, above_floor or both")
+        if isinstance(self.methods, str) and self.methods not in METHOD_GROUPS:
+            raise ValueError(f"rung {self.benchmark}/{self.metric}: methods {self.methods!r} unknown; give a list of "
+                             f"method names or one of {', '.join(METHOD_GROUPS)}")
+
+    @property
+    def label(self) -> str:
+        tests = [f">= {self.min:g}" if self.min is not None else "",
+                 f"floor + {self.above_floor:g}" if self.above_floor is not None else ""]
+        return f"{self.benchmark} {self.metric} {' and '.join(t for t in tests if t)}"
+
+
+METHOD_GROUPS = ("all", "generative")
+
+
+def _rungs(values: Any, where: str) -> tuple[Rung, ...]:
+    if values is None:
+        return ()
+    if not isinstance(values, list):
+        raise BenchError(f"suite {where}: ladder must be a list of rungs")
+    out = []
+    for v in values:
+        if not isinstance(v, dict):
+            raise BenchError(f"suite {where}: bad ladder rung {v!r}; give a mapping with benchmark, metric and min "
+                             "and/or above_floor")
+        v = dict(v)
+        if isinstance(v.get("methods"), list):
+            v["methods"] = tuple(map(str, v["methods"]))
+        try:
+            out.append(Rung(**v))
+        except TypeError as e:
+            raise BenchError(f"suite {where}: bad ladder rung {v!r}: {e}; valid keys: benchmark, metric, methods, "
+                             "obs_ratio, min, above_floor, why") from None
+        except ValueError as e:
+            raise BenchError(f"suite {where}: {e}") from None
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     methods: tuple[Entry, ...]
@@ -78,6 +135,7 @@ class Suite:
     description: str = ""
     source: str = ""
     gpu: dict = field(default_factory=dict)
+    ladder: tuple[Rung, ...] = ()
 
     def for_device(self, gpu: bool) -> "Suite":
         """The suite as run with (``gpu``) or without GPUs: its ``gpu`` section (the GPU trainer settings and
@@ -120,7 +178,7 @@ def load_suite(name_or_path: str) -> Suite:
     except yaml.YAMLError as e:
         raise BenchError(f"suite file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     known = {"name", "description", "methods", "benchmarks", "obs_ratios", "seeds", "overrides", "tune", "resources",
-             "max_retries", "search", "gpu"}
+             "max_retries", "search", "gpu", "ladder"}
     unknown = set(raw) - known
     if unknown:
         raise BenchError(f"suite {path.name}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(known))}")
@@ -158,4 +216,5 @@ def load_suite(name_or_path: str) -> Suite:
         description=str(raw.get("description", "")),
         source=str(path),
         gpu=gpu if gpu["overrides"] or gpu["resources"] else {},
+        ladder=_rungs(raw.get("ladder"), where),
     )

@@ -1,6 +1,7 @@
 """DCMEM (METHODS.md §2): the §2.8 expectations (MEME as the special case, the one-component anchor, the MI estimator,
 no unpaired rows at rho = 1, cross-generation from the private prior), the shared estimators of bench.nn.mi, the
-objective against a per-sample reference written from the §2.3 formulas, masks and the method's outputs."""
+objective against a per-sample reference written from the §2.3 formulas and against the per-pair loop of version 1 (the
+vectorised objective must give the same loss and gradients), masks and the method's outputs."""
 
 import itertools
 import math
@@ -11,7 +12,9 @@ from torch.distributions import Bernoulli, Categorical, Normal, kl_divergence
 
 from bench.data import load_splits
 from bench.data.contracts import BenchmarkSpec, Modality
+from bench.nn.dists import gaussian_log_prob, kl_normal
 from bench.nn.mi import info_nce, log_aggregate_density, mws_mutual_information, pairwise_log_density
+from bench.nn.modules import observed_inputs
 from bench.registry import BENCHMARKS, METHODS
 from conftest import REAL_SHAPES, assert_unobserved_values_change_nothing, partly_observed_batch, random_batch
 from methods.dcmem import DCMEM, direction_objective, importance_ratio, split_rows
@@ -215,6 +218,28 @@ def test_info_nce_values():
     assert info_nce(q, q[[1, 2, 3, 4, 5, 0]], tau=0.05) > 10  # mismatched pairs
 
 
+def test_masked_estimators_equal_the_estimates_on_the_selected_rows():
+    g = torch.Generator().manual_seed(1)
+    z_mu, z_lv, w_mu, w_lv = (torch.randn(3, 9, d, generator=g) for d in (3, 3, 2, 2))
+    z, w = _draw(z_mu, z_lv, 2), _draw(w_mu, w_lv, 3)
+    mask = torch.rand(3, 9, generator=g) < 0.6
+    mask[1] = False  # an empty row set: 0, and finite gradients
+    mask[2] = True
+    z_mu.requires_grad_(True)
+    mi = mws_mutual_information(z, z_mu, z_lv, w, w_mu, w_lv, mask=mask)
+    nce = info_nce(z_mu, w_mu[..., :1].expand(-1, -1, 3) + z_mu, 0.3, mask=mask)
+    for j in (0, 2):
+        r = mask[j]
+        want = mws_mutual_information(z[j][r], z_mu[j][r], z_lv[j][r], w[j][r], w_mu[j][r], w_lv[j][r])
+        assert torch.allclose(mi[j], want, atol=1e-5)
+        assert torch.allclose(nce[j], info_nce(z_mu[j][r], w_mu[j][r, :1] + z_mu[j][r], 0.3), atol=1e-5)
+    assert mi[1] == 0 and nce[1] == 0
+    (mi.sum() + nce.sum()).backward()
+    assert torch.isfinite(z_mu.grad).all() and (z_mu.grad[1] == 0).all()
+    with pytest.raises(ValueError, match="dataset_size"):
+        mws_mutual_information(z, z_mu, z_lv, w, w_mu, w_lv, dataset_size=100, mask=mask)
+
+
 # --- pure pieces of the objective -----------------------------------------------------------------------------
 def test_importance_ratio_averages_to_one_and_is_one_when_q_is_constant():
     log_q = torch.randn(11, 6, generator=torch.Generator().manual_seed(0)) * 20
@@ -293,6 +318,93 @@ def test_objective_with_private_latents_three_modalities_and_missing_ones_matche
     got = weighted.loss(batch)
     assert torch.allclose(got["mi"], mi, atol=1e-4) and torch.allclose(got["nce"], nce, atol=1e-5)
     assert torch.allclose(got["loss"], want + 0.7 * mi + 0.3 * nce, rtol=1e-5, atol=1e-3)
+
+
+def loop_reference(model, batch):
+    """The loss and logged parts as DCMEM version 1 computed them: one ordered pair, one modality at a time, each
+    on the whole batch with boolean indexing for the penalties. The vectorised objective must reproduce it."""
+    cfg, names = model.cfg, model.modality_names
+    mask = batch["mask"]
+    xs = observed_inputs(batch, names)
+    post = model.encode(xs)
+    z, w, w_cls = model.draw(post)
+    b, n_mod = mask.shape
+    paired, unpaired = split_rows(mask)
+    zero = torch.zeros(b)
+    rec = [model.log_lik(j, z[j, 0], w[j], xs[m]) for j, m in enumerate(names)]
+    kl_w = kl_normal(post.w_mu, post.w_logvar)
+    share = 1.0 / (mask.sum(1) - 1).clamp(min=1)
+    paired_obj, unpaired_obj, log_q_cross, mi, nce = zero, zero, [], 0.0, 0.0
+    for s, t in itertools.permutations(range(n_mod), 2):
+        rows = mask[:, s] & mask[:, t]
+        if rows.any():
+            log_q = model.log_lik(t, z[s], w_cls[t], xs[names[t]])
+            kl_z = kl_normal(post.z_mu[s], post.z_logvar[s], post.z_mu[t], post.z_logvar[t])
+            r, log_q_hat = importance_ratio(log_q)
+            term = r * (rec[s] - log_q[0] - kl_z) - kl_w[s] + cfg.alpha * log_q_hat
+            paired_obj = paired_obj + torch.where(rows, term * share, zero)
+            log_q_cross.append(log_q_hat[rows])
+            nce = nce + rows.sum() / b * info_nce(post.z_mu[s][rows], post.z_mu[t][rows], cfg.tau_a, symmetric=False)
+    for j in range(n_mod):
+        z0, rows = z[j, 0], unpaired[:, j]
+        if rows.any():
+            log_q_z = gaussian_log_prob(z0, post.z_mu[j], post.z_logvar[j]).sum(-1)
+            term = rec[j] - (log_q_z - model.anchor_log_density(j, z0)) - kl_w[j]
+            unpaired_obj = unpaired_obj + torch.where(rows, term, zero)
+        rows = mask[:, j]
+        if rows.any() and cfg.private_dim > 0:
+            mi = mi + rows.sum() / b * mws_mutual_information(z0[rows], post.z_mu[j][rows], post.z_logvar[j][rows],
+                                                              w[j][rows], post.w_mu[j][rows], post.w_logvar[j][rows])
+    nce = nce / (n_mod * (n_mod - 1))
+    loss = -(paired_obj + unpaired_obj).mean() + cfg.beta_ib * mi + cfg.gamma * nce
+    return {"loss": loss, "paired": paired_obj.sum() / paired.sum().clamp(min=1),
+            "unpaired": unpaired_obj.sum() / unpaired.any(1).sum().clamp(min=1),
+            "log_q_cross": torch.cat(log_q_cross).mean() if log_q_cross else zero.sum(), "mi": mi, "nce": nce}
+
+
+def _real_batch(name, n, observed):
+    """The first n training samples of a real benchmark (dm=1) with the mask ``observed`` (None: complete)."""
+    cls = BENCHMARKS.get(name)
+    bench = cls(cls.Config(dm=1))
+    batch = bench.build()[0].batch(torch.arange(n))
+    if observed is not None:
+        batch["mask"] = torch.tensor(observed, dtype=torch.bool)
+    return bench.spec(), batch
+
+
+# rows: complete, pairs and triples, rows observing one modality (the anchor path), a row observing nothing
+POLY5_MASK = [[1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 0, 0, 1], [1, 0, 1, 0, 1], [0, 1, 0, 0, 0],
+              [1, 1, 1, 1, 0], [0, 0, 0, 0, 0], [0, 0, 1, 0, 0], [1, 1, 1, 1, 1]]
+MST_MASK = [[1, 1, 1], [1, 0, 0], [0, 1, 1], [0, 0, 1], [1, 1, 0], [0, 1, 0], [1, 0, 1], [1, 1, 1]]
+
+
+@pytest.mark.parametrize("name,observed,cfg", [
+    ("digits-poly5", POLY5_MASK, {}),
+    ("digits-poly5", None, {"cls_private": "posterior"}),  # complete batch: no row gathers at all
+    ("digits-mst", MST_MASK, {"cls_private": "posterior", "shared_trunk": True}),  # text: feature-space anchor
+    ("digits-mst", MST_MASK, {"private_dim": 0, "image_likelihood": "laplace"}),
+])
+def test_the_vectorised_objective_equals_the_per_pair_loop_of_version_1(name, observed, cfg):
+    spec, batch = _real_batch(name, len(observed) if observed else 6, observed)
+    torch.manual_seed(0)
+    model = DCMEM(spec, DCMEM.Config(k_samples=2, n_pseudo=8, **cfg))
+
+    def run(loss_fn):
+        model.zero_grad()
+        torch.manual_seed(3)
+        out = loss_fn(batch)
+        out["loss"].backward()
+        return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    got, got_grads = run(model.loss)
+    want, want_grads = run(lambda b: loop_reference(model, b))
+    for key in ("loss", "paired", "unpaired", "log_q_cross", "mi", "nce"):
+        assert torch.allclose(got[key], torch.as_tensor(want[key], dtype=torch.float32), rtol=1e-5, atol=1e-4), key
+    assert got_grads.keys() == want_grads.keys()
+    for n, g in want_grads.items():
+        assert torch.allclose(got_grads[n], g, rtol=1e-4, atol=1e-5 * max(1.0, g.abs().max().item())), n
+    if observed is not None:  # the anchor path ran: pseudo-inputs of the other modalities got gradients
+        assert any(n.startswith("pseudo.") for n in want_grads)
 
 
 def test_anchor_with_one_pseudo_input_is_the_single_gaussian_log_density():

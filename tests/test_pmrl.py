@@ -259,3 +259,50 @@ def test_gram_objective_runs_its_encoders_under_autocast_and_the_volume_in_float
     assert half.dtype == torch.float32 and torch.isfinite(half)
     assert half.item() != full.item()          # the encoders did run in bf16 (a device check found they did not)
     assert half.item() == pytest.approx(full.item(), rel=0.05)
+
+
+# --- the joint representation: the normalised mean by default, the leading vector as the pmrl_leading variant ------
+
+
+def _digits_batch(obs_ratio: float, n: int = 32):
+    cls = BENCHMARKS.get("digits-ms")
+    bench = cls(make_config(cls.Config, {"dm": 1}, "digits-ms"))
+    return bench.spec(), load_splits(bench, obs_ratio, seed=0)[0].batch(torch.arange(n))
+
+
+def test_default_joint_is_the_normalised_mean_of_the_observed_modality_embeddings():
+    spec, batch = _digits_batch(0.5)
+    assert (~batch["mask"]).any() and batch["mask"].all(1).any()   # both complete and one-modality instances
+    torch.manual_seed(0)
+    model = PMRL(spec, make_config(PMRL.Config, {}, "pmrl"))
+    assert model.cfg.joint == "mean"
+    emb = model.embed(batch)
+    per = torch.stack([emb[m] for m in spec.modality_names], 1)               # NaN where unobserved
+    obs = batch["mask"].unsqueeze(-1)
+    mean = torch.where(obs, per, torch.zeros_like(per)).sum(1) / batch["mask"].sum(1, keepdim=True)
+    assert torch.allclose(emb["joint"], F.normalize(mean, dim=-1), atol=1e-6)
+    # the leading vector differs from the mean wherever two observed embeddings are not parallel
+    lead = pmrl_terms(torch.where(obs, per, torch.zeros_like(per)), batch["mask"])["v"]
+    assert not torch.allclose(emb["joint"][batch["mask"].all(1)], lead[batch["mask"].all(1)], atol=1e-3)
+
+
+def test_pmrl_leading_variant_embeds_the_leading_singular_vector():
+    from bench.registry import METHODS
+
+    cls = METHODS.get("pmrl_leading")
+    assert cls.Config().joint == "leading" and cls.version == PMRL.version
+    assert {f: getattr(cls.Config(), f) for f in ("dim", "tau1", "tau2", "objective")} == \
+        {f: getattr(PMRL.Config(), f) for f in ("dim", "tau1", "tau2", "objective")}
+    spec, batch = _digits_batch(0.5)
+    torch.manual_seed(0)
+    model = cls(spec, cls.Config())
+    emb = model.embed(batch)
+    per = torch.stack([emb[m] for m in spec.modality_names], 1)
+    z = torch.where(batch["mask"].unsqueeze(-1), per, torch.zeros_like(per))
+    assert torch.allclose(emb["joint"], pmrl_terms(z, batch["mask"])["v"], atol=1e-6)
+    # with two observed rows, v is the normalised sum or the normalised difference (the sign of their cosine)
+    both = batch["mask"].all(1)
+    cos = (z[:, 0] * z[:, 1]).sum(-1)
+    expected = F.normalize(torch.where(cos.unsqueeze(1) >= 0, z[:, 0] + z[:, 1], z[:, 0] - z[:, 1]), dim=-1)
+    # (up to sign: for the difference, u = (1, -1)/sqrt(2) sums to 0 and the canonical sign is a tie)
+    assert torch.allclose((emb["joint"] * expected).sum(-1)[both].abs(), torch.ones(int(both.sum())), atol=1e-4)

@@ -25,17 +25,26 @@ from reports.cli import add_report_parser
 from reports.plots import png_bytes, sample_grid
 
 # --- the fixture store ----------------------------------------------------------------------------------------------
-# 3 methods x 2 benchmarks x 2 observation ratios x 2 seeds. A run's value is the table entry at ratio 1 and seed 0,
-# minus 0.10 at ratio 0.5, plus 0.02 for seed 1, so every finished cell is (entry + shift + 0.01) ± 0.02/sqrt(2).
-METHODS = ("concat", "mopoe", "mvae")
+# 3 methods and the untrained floor x 2 benchmarks x 2 observation ratios x 2 seeds. A run's value is the table entry
+# at ratio 1 and seed 0, minus 0.10 at ratio 0.5, plus 0.02 for seed 1, so every finished cell is
+# (entry + shift + 0.01) ± 0.02/sqrt(2), and its noise band against the floor is 2 * 0.02/sqrt(2) = 0.028.
+METHODS = ("concat", "mopoe", "mvae", "untrained")
 BENCHMARKS = ("digits-ms", "tab-2v")
 RATIOS = (0.5, 1.0)
 SEEDS = (0, 1)
+# the floor: on digits-ms under every method by more than the noise band (nothing greyed); on tab-2v equal to mopoe,
+# the largest number of its row, which is greyed and not bold, and above the others, so that row has no mark at all
 PROBE = {("digits-ms", "concat"): 0.60, ("digits-ms", "mopoe"): 0.70, ("digits-ms", "mvae"): 0.80,
-         ("tab-2v", "concat"): 0.50, ("tab-2v", "mopoe"): 0.75, ("tab-2v", "mvae"): 0.65}
-# two targets per run: the table reports their mean per run (concat cannot serve retrieval: not applicable)
+         ("digits-ms", "untrained"): 0.55,
+         ("tab-2v", "concat"): 0.50, ("tab-2v", "mopoe"): 0.75, ("tab-2v", "mvae"): 0.65,
+         ("tab-2v", "untrained"): 0.75}
+# two targets per run: the table reports their mean per run (concat cannot serve retrieval: not applicable);
+# mopoe on tab-2v is at chance (0.1) and under the floor
 RETRIEVAL = {("digits-ms", "mopoe"): (0.40, 0.50), ("digits-ms", "mvae"): (0.30, 0.40),
-             ("tab-2v", "mopoe"): (0.20, 0.30), ("tab-2v", "mvae"): (0.30, 0.50)}
+             ("tab-2v", "mopoe"): (0.10, 0.10), ("tab-2v", "mvae"): (0.30, 0.50),
+             ("digits-ms", "untrained"): (0.15, 0.15), ("tab-2v", "untrained"): (0.15, 0.15)}
+PROBE_CHANCE = 0.10    # + 0.01 for seed 1: the chance column is the mean over the row's runs, 0.105
+RETRIEVAL_CHANCE = 0.10
 FAILED = ("mvae", "tab-2v", 0.5, 1)
 MISSING = ("concat", "digits-ms", 1.0, 1)
 EVIL = "<script>window.__pwned=1</script>"
@@ -51,9 +60,13 @@ def _results(method, bench, ratio, seed):
     s = (-0.10 if ratio == 0.5 else 0.0) + 0.02 * seed
     # the "m1" target must be ignored: probe_linear has a "joint" target, and the joint is what the table shows
     rows = [_row("probe_linear", "joint", PROBE.get((bench, method), 0.5) + s), _row("probe_linear", "m1", 0.0)]
+    # chance rows beside every done target (bench.eval.evaluate); the joint one is what the table shows
+    rows += [_row("probe_linear", t, c, split="chance") for t, c in (("joint", PROBE_CHANCE + 0.01 * seed),
+                                                                     ("m1", 0.9))]
     if (bench, method) in RETRIEVAL:
         a, b = RETRIEVAL[bench, method]
         rows += [_row("retrieval_r1", "m1->m2", a + s), _row("retrieval_r1", "m2->m1", b + s)]
+        rows += [_row("retrieval_r1", t, RETRIEVAL_CHANCE, split="chance") for t in ("m1->m2", "m2->m1")]
     else:
         rows.append(_row("retrieval_r1", "", math.nan, "not_applicable"))
     for e in range(3):
@@ -62,9 +75,12 @@ def _results(method, bench, ratio, seed):
     return rows
 
 
-def _put(store, method, bench, ratio, seed, suite="paper"):
-    run_id = "".join(ch for ch in f"{suite}_{method}_{bench}_{ratio}_{seed}" if ch.isalnum() or ch in "_.-")[:60]
+def _put(store, method, bench, ratio, seed, suite="paper", protocol=None):
+    tag = f"{suite}_{method}_{bench}_{ratio}_{seed}" + (f"_{protocol}" if protocol else "")
+    run_id = "".join(ch for ch in tag if ch.isalnum() or ch in "_.-")[:60]
     spec = {"method": {"name": method}, "benchmark": {"name": bench}, "obs_ratio": ratio, "seed": seed, "suite": suite}
+    if protocol:  # a spec without eval.protocol is the default protocol
+        spec["eval"] = {"protocol": protocol}
     store.claim(run_id, meta={"method": method, "benchmark": bench, "obs_ratio": ratio, "seed": seed, "suite": suite})
     store.put(run_id, spec, make_rows(spec, run_id, "method", _results(method, bench, ratio, seed), epoch=3, wall_s=1.0))
     return run_id
@@ -108,59 +124,67 @@ GOLDEN_MD = f"""# mmrl-bench report: leaderboard
 
 ## probe_linear, observation ratio 0.5 (higher is better)
 
-| benchmark | concat | mopoe | mvae |
-| --- | --- | --- | --- |
-| digits-ms | 0.510 ± 0.014 (n=2) | <u>0.610 ± 0.014</u> (n=2) | **0.710 ± 0.014** (n=2) |
-| tab-2v | 0.410 ± 0.014 (n=2) | **0.660 ± 0.014** (n=2) | <u>0.550</u> (n=1; 1 failed) |
+| benchmark | chance | floor (untrained) | concat | mopoe | mvae |
+| --- | --- | --- | --- | --- | --- |
+| digits-ms | 0.105 | 0.460 ± 0.014 (n=2) | 0.510 ± 0.014 (n=2) | <u>0.610 ± 0.014</u> (n=2) | **0.710 ± 0.014** (n=2) |
+| tab-2v | 0.104 | 0.660 ± 0.014 (n=2) | 0.410 ± 0.014† (n=2) | 0.660 ± 0.014† (n=2) | 0.550† (n=1; 1 failed) |
+
+*Evaluation protocol: default. †: within noise of the untrained floor or not above chance (never bold or underlined).*
 
 ## probe_linear, observation ratio 1 (higher is better)
 
-| benchmark | concat | mopoe | mvae |
-| --- | --- | --- | --- |
-| digits-ms | 0.600 (n=1; 1 missing) | <u>0.710 ± 0.014</u> (n=2) | **0.810 ± 0.014** (n=2) |
-| tab-2v | 0.510 ± 0.014 (n=2) | **0.760 ± 0.014** (n=2) | <u>0.660 ± 0.014</u> (n=2) |
+| benchmark | chance | floor (untrained) | concat | mopoe | mvae |
+| --- | --- | --- | --- | --- | --- |
+| digits-ms | 0.104 | 0.560 ± 0.014 (n=2) | 0.600 (n=1; 1 missing) | <u>0.710 ± 0.014</u> (n=2) | **0.810 ± 0.014** (n=2) |
+| tab-2v | 0.105 | 0.760 ± 0.014 (n=2) | 0.510 ± 0.014† (n=2) | 0.760 ± 0.014† (n=2) | 0.660 ± 0.014† (n=2) |
+
+*Evaluation protocol: default. †: within noise of the untrained floor or not above chance (never bold or underlined).*
 
 ## retrieval_r1, observation ratio 0.5 (higher is better)
 
-| benchmark | concat | mopoe | mvae |
-| --- | --- | --- | --- |
-| digits-ms | n/a | **0.360 ± 0.014** (n=2) | 0.260 ± 0.014 (n=2) |
-| tab-2v | n/a | 0.160 ± 0.014 (n=2) | **0.300** (n=1; 1 failed) |
+| benchmark | chance | floor (untrained) | concat | mopoe | mvae |
+| --- | --- | --- | --- | --- | --- |
+| digits-ms | 0.100 | 0.060 ± 0.014 (n=2) | n/a | **0.360 ± 0.014** (n=2) | 0.260 ± 0.014 (n=2) |
+| tab-2v | 0.100 | 0.060 ± 0.014 (n=2) | n/a | 0.010 ± 0.014† (n=2) | **0.300** (n=1; 1 failed) |
+
+*Evaluation protocol: default. †: within noise of the untrained floor or not above chance (never bold or underlined).*
 
 ## retrieval_r1, observation ratio 1 (higher is better)
 
-| benchmark | concat | mopoe | mvae |
-| --- | --- | --- | --- |
-| digits-ms | n/a | **0.460 ± 0.014** (n=2) | 0.360 ± 0.014 (n=2) |
-| tab-2v | n/a | 0.260 ± 0.014 (n=2) | **0.410 ± 0.014** (n=2) |
+| benchmark | chance | floor (untrained) | concat | mopoe | mvae |
+| --- | --- | --- | --- | --- | --- |
+| digits-ms | 0.100 | 0.160 ± 0.014 (n=2) | n/a | **0.460 ± 0.014** (n=2) | 0.360 ± 0.014 (n=2) |
+| tab-2v | 0.100 | 0.160 ± 0.014 (n=2) | n/a | 0.110 ± 0.014† (n=2) | **0.410 ± 0.014** (n=2) |
+
+*Evaluation protocol: default. †: within noise of the untrained floor or not above chance (never bold or underlined).*
 """
 
 GOLDEN_CSV = """\
-metric,higher_is_better,obs_ratio,benchmark,method,status,mean,std,n,n_failed,n_pruned,n_running,n_missing,mark
-probe_linear,true,0.5,digits-ms,concat,ok,0.510000,0.014142,2,0,0,0,0,
-probe_linear,true,0.5,digits-ms,mopoe,ok,0.610000,0.014142,2,0,0,0,0,second
-probe_linear,true,0.5,digits-ms,mvae,ok,0.710000,0.014142,2,0,0,0,0,best
-probe_linear,true,0.5,tab-2v,concat,ok,0.410000,0.014142,2,0,0,0,0,
-probe_linear,true,0.5,tab-2v,mopoe,ok,0.660000,0.014142,2,0,0,0,0,best
-probe_linear,true,0.5,tab-2v,mvae,ok,0.550000,,1,1,0,0,0,second
-probe_linear,true,1,digits-ms,concat,ok,0.600000,,1,0,0,0,1,
-probe_linear,true,1,digits-ms,mopoe,ok,0.710000,0.014142,2,0,0,0,0,second
-probe_linear,true,1,digits-ms,mvae,ok,0.810000,0.014142,2,0,0,0,0,best
-probe_linear,true,1,tab-2v,concat,ok,0.510000,0.014142,2,0,0,0,0,
-probe_linear,true,1,tab-2v,mopoe,ok,0.760000,0.014142,2,0,0,0,0,best
-probe_linear,true,1,tab-2v,mvae,ok,0.660000,0.014142,2,0,0,0,0,second
-retrieval_r1,true,0.5,digits-ms,concat,n/a,,,0,0,0,0,0,
-retrieval_r1,true,0.5,digits-ms,mopoe,ok,0.360000,0.014142,2,0,0,0,0,best
-retrieval_r1,true,0.5,digits-ms,mvae,ok,0.260000,0.014142,2,0,0,0,0,
-retrieval_r1,true,0.5,tab-2v,concat,n/a,,,0,0,0,0,0,
-retrieval_r1,true,0.5,tab-2v,mopoe,ok,0.160000,0.014142,2,0,0,0,0,
-retrieval_r1,true,0.5,tab-2v,mvae,ok,0.300000,,1,1,0,0,0,best
-retrieval_r1,true,1,digits-ms,concat,n/a,,,0,0,0,0,1,
-retrieval_r1,true,1,digits-ms,mopoe,ok,0.460000,0.014142,2,0,0,0,0,best
-retrieval_r1,true,1,digits-ms,mvae,ok,0.360000,0.014142,2,0,0,0,0,
-retrieval_r1,true,1,tab-2v,concat,n/a,,,0,0,0,0,0,
-retrieval_r1,true,1,tab-2v,mopoe,ok,0.260000,0.014142,2,0,0,0,0,
-retrieval_r1,true,1,tab-2v,mvae,ok,0.410000,0.014142,2,0,0,0,0,best
+metric,higher_is_better,protocol,obs_ratio,benchmark,method,status,mean,std,n,n_failed,n_pruned,n_running,n_missing,chance,floor,floor_std,floor_n,floor_status,greyed,mark
+probe_linear,true,default,0.5,digits-ms,concat,ok,0.510000,0.014142,2,0,0,0,0,0.105000,0.460000,0.014142,2,ok,false,
+probe_linear,true,default,0.5,digits-ms,mopoe,ok,0.610000,0.014142,2,0,0,0,0,0.105000,0.460000,0.014142,2,ok,false,second
+probe_linear,true,default,0.5,digits-ms,mvae,ok,0.710000,0.014142,2,0,0,0,0,0.105000,0.460000,0.014142,2,ok,false,best
+probe_linear,true,default,0.5,tab-2v,concat,ok,0.410000,0.014142,2,0,0,0,0,0.104286,0.660000,0.014142,2,ok,true,
+probe_linear,true,default,0.5,tab-2v,mopoe,ok,0.660000,0.014142,2,0,0,0,0,0.104286,0.660000,0.014142,2,ok,true,
+probe_linear,true,default,0.5,tab-2v,mvae,ok,0.550000,,1,1,0,0,0,0.104286,0.660000,0.014142,2,ok,true,
+probe_linear,true,default,1,digits-ms,concat,ok,0.600000,,1,0,0,0,1,0.104286,0.560000,0.014142,2,ok,false,
+probe_linear,true,default,1,digits-ms,mopoe,ok,0.710000,0.014142,2,0,0,0,0,0.104286,0.560000,0.014142,2,ok,false,second
+probe_linear,true,default,1,digits-ms,mvae,ok,0.810000,0.014142,2,0,0,0,0,0.104286,0.560000,0.014142,2,ok,false,best
+probe_linear,true,default,1,tab-2v,concat,ok,0.510000,0.014142,2,0,0,0,0,0.105000,0.760000,0.014142,2,ok,true,
+probe_linear,true,default,1,tab-2v,mopoe,ok,0.760000,0.014142,2,0,0,0,0,0.105000,0.760000,0.014142,2,ok,true,
+probe_linear,true,default,1,tab-2v,mvae,ok,0.660000,0.014142,2,0,0,0,0,0.105000,0.760000,0.014142,2,ok,true,
+retrieval_r1,true,default,0.5,digits-ms,concat,n/a,,,0,0,0,0,0,0.100000,0.060000,0.014142,2,ok,false,
+retrieval_r1,true,default,0.5,digits-ms,mopoe,ok,0.360000,0.014142,2,0,0,0,0,0.100000,0.060000,0.014142,2,ok,false,best
+retrieval_r1,true,default,0.5,digits-ms,mvae,ok,0.260000,0.014142,2,0,0,0,0,0.100000,0.060000,0.014142,2,ok,false,
+retrieval_r1,true,default,0.5,tab-2v,concat,n/a,,,0,0,0,0,0,0.100000,0.060000,0.014142,2,ok,false,
+retrieval_r1,true,default,0.5,tab-2v,mopoe,ok,0.010000,0.014142,2,0,0,0,0,0.100000,0.060000,0.014142,2,ok,true,
+retrieval_r1,true,default,0.5,tab-2v,mvae,ok,0.300000,,1,1,0,0,0,0.100000,0.060000,0.014142,2,ok,false,best
+retrieval_r1,true,default,1,digits-ms,concat,n/a,,,0,0,0,0,1,0.100000,0.160000,0.014142,2,ok,false,
+retrieval_r1,true,default,1,digits-ms,mopoe,ok,0.460000,0.014142,2,0,0,0,0,0.100000,0.160000,0.014142,2,ok,false,best
+retrieval_r1,true,default,1,digits-ms,mvae,ok,0.360000,0.014142,2,0,0,0,0,0.100000,0.160000,0.014142,2,ok,false,
+retrieval_r1,true,default,1,tab-2v,concat,n/a,,,0,0,0,0,0,0.100000,0.160000,0.014142,2,ok,false,
+retrieval_r1,true,default,1,tab-2v,mopoe,ok,0.110000,0.014142,2,0,0,0,0,0.100000,0.160000,0.014142,2,ok,true,
+retrieval_r1,true,default,1,tab-2v,mvae,ok,0.410000,0.014142,2,0,0,0,0,0.100000,0.160000,0.014142,2,ok,false,best
 """
 
 
@@ -179,12 +203,16 @@ def test_latex_is_booktabs_with_marks_and_escapes(fixture_report):
     tex = fixture_report[2]["leaderboard.tex"].read_text()
     assert tex.count(r"\begin{table}") == 4 and tex.count(r"\toprule") == 4 and tex.count(r"\bottomrule") == 4
     assert r"\textbf{0.710 $\pm$ 0.014} {\scriptsize (n=2)}" in tex
-    assert r"\underline{0.550} {\scriptsize (n=1; 1 failed)}" in tex
+    assert r"\underline{0.610 $\pm$ 0.014} {\scriptsize (n=2)}" in tex
+    assert r"\textcolor{gray}{0.550 {\scriptsize (n=1; 1 failed)}}" in tex  # under the floor: grey, never marked
+    assert "\\usepackage{xcolor}" in tex and r"evaluation protocol default" in tex
+    assert r"benchmark & chance & floor (untrained) & concat & mopoe & mvae \\" in tex
     assert r"probe\_linear (higher is better)" in tex and r"\label{tab:probe-linear-0.5}" in tex
 
 
 def test_stats_of_the_fixture(fixture_report):
     md = fixture_report[2]["stats.md"].read_text()
+    assert "untrained" not in md   # the floor is every row's reference, not a competitor
     # probe_linear at either ratio: mvae > mopoe on digits-ms, mopoe > mvae on tab-2v, concat last on both
     assert "| mopoe | 1.500 |\n| mvae | 1.500 |\n| concat | 3.000 |" in md
     assert "Friedman chi² = 3.000, p = 0.223 (k = 3 methods, N = 2 benchmarks)" in md
@@ -246,8 +274,12 @@ def test_html_renders_in_headless_chromium_and_escapes_store_strings(fixture_rep
     text = "".join(dom.text)
     # the leaderboard rendered, with its rows and marks
     # (the hostile method sorts first: its column reads failed, or - where it has no run)
-    assert "digits-ms | failed | 0.510 ± 0.014 | (n=2) | 0.610 ± 0.014 | (n=2) | 0.710 ± 0.014 | (n=2)" in dom.rows
-    assert "tab-2v | - | n/a | 0.160 ± 0.014 | (n=2) | 0.300 | (n=1; 1 failed)" in dom.rows
+    # (chance and the untrained floor come first, then the hostile method, which sorts first)
+    assert ("digits-ms | 0.105 | 0.460 ± 0.014 | (n=2) | failed | 0.510 ± 0.014 | (n=2) | 0.610 ± 0.014 | (n=2) | "
+            "0.710 ± 0.014 | (n=2)") in dom.rows
+    assert ("tab-2v | 0.100 | 0.060 ± 0.014 | (n=2) | - | n/a | 0.010 ± 0.014 | (n=2) | 0.300 | "
+            "(n=1; 1 failed)") in dom.rows
+    assert ("td", "class", "greyed") in dom.attrs and "Evaluation protocol: default." in text
     imgs = [v for t, k, v in dom.attrs if t == "img" and k == "src"]
     assert imgs and all(v.startswith("data:image/png;base64,") for v in imgs)
     # the hostile names are shown as text and nothing of them runs: no script element, no event handler, and the
@@ -276,7 +308,7 @@ def test_markdown_and_latex_escape_store_strings(tmp_path):
     _put(store, EVIL, "x_y", 0.5, 0)
     paths = report_from_store(store, tmp_path / "report")
     md, tex = paths["leaderboard.md"].read_text(), paths["leaderboard.tex"].read_text()
-    assert "| benchmark | &lt;script&gt;window.__pwned=1&lt;/script&gt; | a\\|b |" in md
+    assert "| benchmark | chance | floor (untrained) | &lt;script&gt;window.__pwned=1&lt;/script&gt; | a\\|b |" in md
     assert "<script>" not in md and r"x\_y" in tex and r"\textless{}script\textgreater{}" in tex
 
 
@@ -312,7 +344,8 @@ def test_failed_and_missing_runs_are_marked_and_the_report_still_renders(tmp_pat
     page = html_path.read_text()
     assert 'class="failed">failed</td>' in page and "CUDA out of memory" in page
     md = (html_path.parent / "leaderboard.md").read_text()
-    assert "| faces | failed | - |" in md and "| tab-2v | - | failed |" in md  # no plan given: no "missing"
+    # (nothing finished there: no chance level, no floor)
+    assert "| faces | - | - | failed | - |" in md and "| tab-2v | - | - | - | failed |" in md  # no plan: no "missing"
     assert "(n=2)" in md and "n=3" not in md  # the other suite's run is left out
 
 
@@ -337,7 +370,8 @@ def test_tuning_trials_are_left_out(tmp_path):
     index = store.index_frame()
     for idx in (index, index.assign(phase=["tune" if s == 1 else "final" for s in index["seed"]])):
         md = write_report(records, idx, tmp_path / "report")["leaderboard.md"].read_text()
-        assert "| digits-ms | 0.700 (n=1) |" in md  # probe_linear; and the trial is not reported missing
+        # probe_linear; the trial is not reported missing, and its chance row (0.11) is not averaged in
+        assert "| digits-ms | 0.100 | - | 0.700 (n=1) |" in md
 
 
 def test_an_empty_store_gives_a_report(tmp_path):
@@ -367,6 +401,93 @@ def test_direction_comes_from_the_registry_and_else_from_the_records():
     # a registered metric: the registry wins over a record that says otherwise
     cells = tb.leaderboard(_records(values, "probe_linear", False), index).set_index("method")
     assert cells.loc["c", "mark"] == "best" and bool(cells.loc["c", "higher_is_better"])
+
+
+# --- chance, the untrained floor, greying ---------------------------------------------------------------------------
+
+def _row_records(values: dict[str, list[float]], metric: str = "probe_linear", higher: bool = True,
+                 chance: float | None = 0.1) -> pd.DataFrame:
+    """One benchmark row: {method: one value per seed}, with a chance row beside every value when given."""
+    frames = []
+    for method, per_seed in values.items():
+        for seed, v in enumerate(per_seed):
+            spec = {"method": {"name": method}, "benchmark": {"name": "b"}, "obs_ratio": 1.0, "seed": seed}
+            rows = [{"metric": metric, "target": "joint", "value": v, "higher_is_better": higher, "split": "test",
+                     "status": "done"}]
+            if chance is not None:
+                rows.append({**rows[0], "value": chance, "split": "chance"})
+            frames.append(make_rows(spec, f"{method}-{seed}", "method", rows, epoch=1, wall_s=0.0))
+    return pd.concat(frames, ignore_index=True)
+
+
+_NO_INDEX = pd.DataFrame(columns=["run_id", "status", "method", "benchmark", "obs_ratio", "seed", "suite", "error"])
+
+
+def _row_cells(*args, **kwargs) -> pd.DataFrame:
+    return tb.leaderboard(_row_records(*args, **kwargs), _NO_INDEX).set_index("method")
+
+
+def test_a_value_equal_to_the_floor_is_greyed_and_not_bold_even_when_largest():
+    cells = _row_cells({"a": [0.80], "b": [0.60], "c": [0.61], "untrained": [0.80]})
+    assert "untrained" not in cells.index                       # the floor is no competing column
+    assert cells["greyed"].tolist() == [True, True, True] and set(cells["mark"]) == {""}
+    assert (cells["floor"] == 0.80).all() and (cells["chance"] == 0.1).all()
+    md = tb.to_markdown(cells.reset_index())
+    assert "| b | 0.100 | 0.800 (n=1) | 0.800† (n=1) | 0.600† (n=1) | 0.610† (n=1) |" in md and "**" not in md
+
+
+def test_values_clearly_above_the_floor_are_marked_among_themselves():
+    # one run each: the noise band is MIN_NOISE = 0.02; c is 0.01 above the floor, inside it
+    cells = _row_cells({"a": [0.90], "b": [0.85], "c": [0.81], "untrained": [0.80]})
+    assert cells["greyed"].to_dict() == {"a": False, "b": False, "c": True}
+    assert cells["mark"].to_dict() == {"a": "best", "b": "second", "c": ""}
+    html_page = __import__("reports.html", fromlist=["leaderboard_html"]).leaderboard_html(cells.reset_index())
+    assert "<strong>0.900</strong>" in html_page and '<td class="greyed">0.810 <small>(n=1)</small></td>' in html_page
+
+
+def test_the_noise_band_grows_with_the_spread_over_seeds():
+    assert tb.noise_band(0.05, 1) == tb.MIN_NOISE                  # one run: no spread to count
+    assert tb.noise_band(0.1, 4, 0.1, 4) == pytest.approx(2 * math.sqrt(0.01 / 4 + 0.01 / 4))
+    # 0.89 over a floor of 0.80: bold with one run each, greyed when its two seeds spread 0.07 (band 0.10)
+    assert not _row_cells({"a": [0.89], "untrained": [0.80], "z": [0.5]}).loc["a", "greyed"]
+    cells = _row_cells({"a": [0.84, 0.94], "untrained": [0.80, 0.80], "z": [0.5, 0.5]})
+    assert cells.loc["a", "greyed"] and cells.loc["a", "mark"] == ""
+
+
+def test_not_above_chance_is_greyed_without_a_floor():
+    cells = _row_cells({"a": [0.11], "b": [0.50], "c": [0.13]}, metric="retrieval_r1")
+    assert cells["floor_status"].eq("-").all() and cells["floor"].isna().all()
+    assert cells["greyed"].to_dict() == {"a": True, "b": False, "c": False}
+    # "second" still needs three numbers in the row, greyed ones included
+    assert cells["mark"].to_dict() == {"a": "", "b": "best", "c": "second"}
+
+
+def test_lower_is_better_is_greyed_unless_lower_than_the_floor_by_more_than_the_noise():
+    cells = _row_cells({"a": [10.0], "b": [9.99], "c": [5.0], "untrained": [10.0]}, metric="fid", higher=False,
+                       chance=None)
+    assert cells["greyed"].to_dict() == {"a": True, "b": True, "c": False}
+    assert cells.loc["c", "mark"] == "best" and cells["chance"].isna().all()
+    assert "| b | - | 10.000 (n=1) |" in tb.to_markdown(cells.reset_index())
+
+
+def test_each_protocol_gets_its_own_tables_and_the_caption_names_it(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    for seed in SEEDS:
+        _put(store, "mvae", "digits-ms", 1.0, seed)                     # no eval.protocol: the default protocol
+        _put(store, "mvae", "digits-ms", 1.0, seed, protocol="mopoe")
+        _put(store, "untrained", "digits-ms", 1.0, seed, protocol="mopoe")
+    paths = report_from_store(store, tmp_path / "report")
+    md = paths["leaderboard.md"].read_text()
+    assert "## probe_linear, observation ratio 1 (higher is better)" in md
+    assert "## probe_linear, observation ratio 1, mopoe protocol (higher is better)" in md
+    assert md.count("*Evaluation protocol: default.") == 2 and md.count("*Evaluation protocol: mopoe.") == 2
+    # the runs of the two protocols are not pooled, and the floor of one is not the floor of the other
+    assert md.count("| digits-ms | 0.105 | - | 0.810 ± 0.014 (n=2) |") == 1
+    assert md.count("| digits-ms | 0.105 | 0.560 ± 0.014 (n=2) | 0.810 ± 0.014 (n=2) |") == 1  # one method: no mark
+    assert "Evaluation protocol: mopoe." in paths["index.html"].read_text()
+    assert "evaluation protocol mopoe" in paths["leaderboard.tex"].read_text()
+    assert "probe_linear,true,mopoe,1,digits-ms,mvae,ok,0.810000" in paths["leaderboard.csv"].read_text()
+    assert "mopoe protocol" in paths["stats.md"].read_text()
 
 
 # --- statistics -----------------------------------------------------------------------------------------------------

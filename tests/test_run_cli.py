@@ -94,7 +94,7 @@ def _cli(args, env, cwd):
     (["run", "obs_ratio=1.01"], "obs_ratio must be in (0, 1]"),
     (["run", "obs_ratio=half"], "obs_ratio must be a number"),
     (["run", "trainer.epochs=0"], "trainer.epochs"),
-    (["run", "trainer.epoch=3"], "unknown option 'trainer.epoch'; valid: trainer.batch_size"),
+    (["run", "trainer.epoch=3"], "unknown option 'trainer.epoch'; valid: trainer.amsgrad, trainer.batch_size"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(args, expect, cli_env, tmp_path):
     out = _cli(args, cli_env, tmp_path)

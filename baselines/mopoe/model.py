@@ -7,12 +7,13 @@ from torch import nn
 
 from bench.method import MultimodalMethod
 from bench.nn.dists import kl_normal, log_likelihood, reparameterize
-from bench.nn.modules import (GaussianExperts, build_decoder, decode_means, likelihood_mean, posterior_embeddings,
-                              reconstruction_weights, without)
+from bench.nn.modules import (GaussianExperts, build_decoder, data_size_weights, decode_means, likelihood_mean,
+                              modality_likelihoods, posterior_embeddings, reconstruction_weights, without)
 from bench.nn.subsets import nonempty_subsets, select_components, set_poe, subset_contained, subset_poe
 from bench.registry import register_method
 
 PRIOR_RULES = ("full", "always", "never")
+RECON_SCALINGS = ("none", "data_size")
 
 
 def prior_for(sets: torch.Tensor, rule: str) -> torch.Tensor:
@@ -48,13 +49,26 @@ class MoPoE(MultimodalMethod):
         prior_expert: str = "full"
         # per-modality reconstruction weights, in modality order; empty = all 1
         recon_weights: tuple[float, ...] = ()
+        # "data_size": recon_weights are further multiplied by (largest modality's size) / (this one's), the
+        # official rescaling on MNIST-SVHN-Text (bench.nn.modules.data_size_weights); "none": not
+        recon_scaling: str = "none"
+        # "auto": each modality's own likelihood; "laplace": images get Laplace(mean, laplace_scale), as every
+        # official image decoder does (thomassutter/MoPoE */networks/ConvNetworksImg*.py return scale 0.75)
+        image_likelihood: str = "auto"
+        laplace_scale: float = 0.75
 
     def __init__(self, spec, cfg):
         super().__init__(spec, cfg)
         mods = spec.modalities
         if cfg.prior_expert not in PRIOR_RULES:
             raise ValueError(f"prior_expert must be one of {PRIOR_RULES}, got {cfg.prior_expert!r}")
-        self.weights = reconstruction_weights(cfg.recon_weights, len(mods))
+        if cfg.recon_scaling not in RECON_SCALINGS:
+            raise ValueError(f"recon_scaling must be one of {RECON_SCALINGS}, got {cfg.recon_scaling!r}")
+        if not cfg.laplace_scale > 0:
+            raise ValueError(f"laplace_scale must be positive, got {cfg.laplace_scale}")
+        self.likelihoods = modality_likelihoods(mods, cfg.image_likelihood)
+        scaling = data_size_weights(mods) if cfg.recon_scaling == "data_size" else (1.0,) * len(mods)
+        self.weights = tuple(w * s for w, s in zip(reconstruction_weights(cfg.recon_weights, len(mods)), scaling))
         self.experts = GaussianExperts(mods, cfg.latent_dim, cfg.hidden)
         self.decoders = nn.ModuleDict({m.name: build_decoder(m, cfg.latent_dim, cfg.hidden) for m in mods})
         subsets = nonempty_subsets(len(mods))
@@ -72,7 +86,8 @@ class MoPoE(MultimodalMethod):
         """[B] sum over the *observed* modalities of lambda_m log p(x_m | z); each decoder runs once."""
         rec = torch.zeros(z.shape[0], device=z.device, dtype=z.dtype)
         for j, mod in enumerate(self.spec.modalities):
-            ll = log_likelihood(xs[mod.name], self.decoders[mod.name](z), mod.likelihood)
+            params = self.decoders[mod.name](z)
+            ll = log_likelihood(xs[mod.name], params, self.likelihoods[j], self.cfg.laplace_scale)
             rec = rec + self.weights[j] * torch.where(mask[:, j], ll, torch.zeros_like(ll))
         return rec
 
@@ -108,9 +123,9 @@ class MoPoE(MultimodalMethod):
         (the prior mean where that subset is empty)."""
         mu, logvar, _ = self.experts(batch)
         z = self.set_posterior(mu, logvar, without(batch["mask"], self.modality_names.index(target)))[0]
-        return likelihood_mean(self.decoders[target](z), self.spec.modality(target).likelihood)
+        return likelihood_mean(self.decoders[target](z), self.likelihoods[self.modality_names.index(target)])
 
     @torch.no_grad()
     def sample(self, n: int) -> dict[str, torch.Tensor]:
         z = torch.randn(n, self.cfg.latent_dim, device=next(self.parameters()).device)
-        return decode_means(self.decoders, self.spec.modalities, z)
+        return decode_means(self.decoders, self.spec.modalities, z, self.likelihoods)

@@ -1,5 +1,6 @@
 """Run every metric a benchmark asks for that the method can serve; the others are recorded as not applicable
-(value NaN, status ``not_applicable``), never as zero."""
+(value NaN, status ``not_applicable``), never as zero. Beside each metric computed with status done that has a
+chance level (:mod:`bench.eval.chance`), one row per target with ``split = "chance"`` records it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 from threadpoolctl import threadpool_limits
 
 from bench.eval import NotApplicable
+from bench.eval.chance import chance_levels
 from bench.eval.context import EvalContext
 from bench.registry import METRICS
 
@@ -36,4 +38,7 @@ def _evaluate(ctx: EvalContext, metric_names: list[str]) -> list[dict]:
         for target, value in values.items():
             rows.append({"metric": name, "target": target, "value": float(value),
                          "higher_is_better": info.higher_is_better, "split": "test", "status": "done"})
+        for target, value in chance_levels(ctx, name, values).items():
+            rows.append({"metric": name, "target": target, "value": float(value),
+                         "higher_is_better": info.higher_is_better, "split": "chance", "status": "done"})
     return rows

@@ -52,10 +52,13 @@ def as_labels(y: Any, n: int, name: str = "y") -> np.ndarray:
     return arr
 
 
-def kmeans_scores(Z: Any, y: Any, n_clusters: int | None = None, seed: int = 0) -> dict[str, float]:
-    """k-means on Z, scored against y with :func:`bench.eval.clustering.cluster_scores`.
+def kmeans_scores(Z: Any, y: Any, n_clusters: int | None = None, seed: int = 0, n_init: int = 10,
+                  Z_fit: Any = None) -> dict[str, float]:
+    """k-means clusters of Z, scored against y with :func:`bench.eval.clustering.cluster_scores`.
 
-    K defaults to the number of distinct labels in y. sklearn ``KMeans(n_init=10, random_state=seed)``.
+    K defaults to the number of distinct labels in y. sklearn ``KMeans(n_init=n_init, random_state=seed)``,
+    fitted on Z itself, or on ``Z_fit`` when given (e.g. training-set representations) and then applied to Z
+    (each row to its nearest centroid).
     Z is used **as given** (no standardisation): the geometry of the representation is what is being measured,
     and rescaling dimensions would change it. Callers that want standardised or L2-normalised features should
     transform Z before calling.
@@ -64,13 +67,18 @@ def kmeans_scores(Z: Any, y: Any, n_clusters: int | None = None, seed: int = 0) 
     """
     Z = as_embeddings(Z, "Z")
     y = as_labels(y, Z.shape[0], "y")
+    fit = Z if Z_fit is None else as_embeddings(Z_fit, "Z_fit")
+    if fit.shape[1] != Z.shape[1]:
+        raise ValueError(f"Z_fit and Z differ in dimension: {fit.shape[1]} vs {Z.shape[1]}")
     k = len(np.unique(y)) if n_clusters is None else int(n_clusters)
     if k < 1:
         raise ValueError(f"n_clusters must be >= 1; got {k}")
-    if Z.shape[0] < k:
-        raise ValueError(f"k-means with {k} clusters needs at least {k} samples; got {Z.shape[0]}")
-    pred = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(Z)
-    return cluster_scores(y, pred)
+    if int(n_init) < 1:
+        raise ValueError(f"n_init must be >= 1; got {n_init}")
+    if fit.shape[0] < k:
+        raise ValueError(f"k-means with {k} clusters needs at least {k} samples; got {fit.shape[0]}")
+    km = KMeans(n_clusters=k, n_init=int(n_init), random_state=seed).fit(fit)
+    return cluster_scores(y, km.labels_ if Z_fit is None else km.predict(Z))
 
 
 def probe_accuracy(
@@ -81,14 +89,18 @@ def probe_accuracy(
     kind: str = "linear",
     seed: int = 0,
     max_train: int | None = None,
+    scaler: bool = True,
+    replace: bool = False,
 ) -> float:
     """Test accuracy of a classifier trained on frozen embeddings.
 
     kind="linear": StandardScaler + LogisticRegression(max_iter=1000).
     kind="mlp": StandardScaler + MLPClassifier(hidden_layer_sizes=(128,), max_iter=300, random_state=seed,
     early_stopping=False).
+    ``scaler=False`` drops the StandardScaler (MoPoE's protocol fits the classifier on the raw latent means).
     ``max_train``: if set and smaller than the training set, train on that many samples drawn without replacement
-    by ``numpy.random.default_rng(seed)`` (MoPoE uses 500).
+    by ``numpy.random.default_rng(seed)``. ``replace=True`` instead always draws ``max_train`` indices uniformly
+    with replacement, as MoPoE does (``np.random.randint(n, size=500)``), whatever the training set's size.
 
     The iteration budgets are part of the protocol, so sklearn's ConvergenceWarning is silenced inside the fit.
     Test classes never seen in training simply count as errors.
@@ -109,9 +121,16 @@ def probe_accuracy(
     if max_train is not None:
         if max_train < 1:
             raise ValueError(f"max_train must be >= 1; got {max_train}")
-        if max_train < Z_train.shape[0]:
+        if Z_train.shape[0] == 0:
+            raise ValueError("probe_accuracy needs at least one training sample")
+        if replace:
+            idx = np.random.default_rng(seed).integers(0, Z_train.shape[0], size=max_train)
+            Z_train, y_train = Z_train[idx], y_train[idx]
+        elif max_train < Z_train.shape[0]:
             idx = np.random.default_rng(seed).choice(Z_train.shape[0], size=max_train, replace=False)
             Z_train, y_train = Z_train[idx], y_train[idx]
+    elif replace:
+        raise ValueError("replace=True needs max_train (how many samples to draw)")
     classes = np.unique(y_train)
     if len(classes) < 2:
         raise ValueError(
@@ -122,7 +141,7 @@ def probe_accuracy(
         clf = LogisticRegression(max_iter=1000)
     else:
         clf = MLPClassifier(hidden_layer_sizes=(128,), max_iter=300, random_state=seed, early_stopping=False)
-    model = make_pipeline(StandardScaler(), clf)
+    model = make_pipeline(StandardScaler(), clf) if scaler else clf
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=ConvergenceWarning)
         model.fit(Z_train, y_train)

@@ -1,8 +1,17 @@
 """Cross-modal retrieval by cosine similarity.
 
-Ties are broken **pessimistically**: a key that scores exactly as high as the correct key is ranked ahead of it.
+Ties are broken **pessimistically**: a key that scores as high as the correct key is ranked ahead of it.
 So a degenerate embedding (e.g. all rows equal) gets the lowest possible recall, never a lucky one. Rows of zero
-norm have cosine similarity 0 with everything.
+norm have cosine similarity 0 with everything. "As high" allows TIE_TOL: a matrix product does not give identical
+key rows bit-identical scores (BLAS takes other code paths at block edges; measured up to 5e-13 apart for 32-d
+rows), and without the tolerance a copy would sometimes fall behind its twin by rounding alone.
+
+Duplicate keys: when a test split holds several copies of one source item (instance pairing with a multiplier
+puts each digit in several tuples), a query cannot tell its partner from the partner's copies, and under the
+pessimistic rule the copies alone would push every rank past 0. ``key_groups`` names each key's source item; keys of
+the correct key's group count as correct (they are left out of the ranking), while keys of every other group still
+rank ahead on ties. The groups come from the data (``<modality>_index`` extras), never from embedding equality,
+which would reward a collapsed embedding.
 
 Similarities are computed in float64, in blocks of queries, so memory stays O(block * N).
 """
@@ -18,6 +27,7 @@ from bench.eval.representation import as_embeddings, as_labels
 __all__ = ["class_precision_at_k", "retrieval_recall"]
 
 _BLOCK = 1024
+TIE_TOL = 1e-9   # cosines this close to the correct key's tie: above rounding (5e-13), below float32 steps (1e-7)
 
 
 def _normalise(X: np.ndarray) -> np.ndarray:
@@ -41,11 +51,23 @@ def _pair(Q: Any, K: Any) -> tuple[np.ndarray, np.ndarray]:
     return Q, K
 
 
-def retrieval_recall(Q: Any, K: Any, ks: Iterable[int] = (1, 5)) -> dict[int, float]:
+def _key_groups(groups: Any, n: int) -> np.ndarray:
+    if hasattr(groups, "detach"):
+        groups = groups.detach().cpu().numpy()
+    arr = np.asarray(groups)
+    if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"key_groups must be an integer array [N={n}] of key identities; got "
+                         f"{arr.dtype} {arr.shape}")
+    return arr
+
+
+def retrieval_recall(Q: Any, K: Any, ks: Iterable[int] = (1, 5), key_groups: Any = None) -> dict[int, float]:
     """Recall@k for paired retrieval: the correct key of query i is key i.
 
     Q, K: [N, D] (the same N). The rank of query i's correct key is the number of keys j with
     cos(q_i, k_j) >= cos(q_i, k_i), j != i (pessimistic ties); recall@k = fraction of queries with rank < k.
+    ``key_groups`` (int [N], optional): the source item of each key; keys j with key_groups[j] == key_groups[i]
+    are also correct for query i, so only keys of other groups count towards its rank.
     k larger than N gives 1.0. Returns {k: recall}.
     """
     Q, K = _pair(Q, K)
@@ -54,12 +76,17 @@ def retrieval_recall(Q: Any, K: Any, ks: Iterable[int] = (1, 5)) -> dict[int, fl
     ks = [int(k) for k in ks]
     if any(k < 1 for k in ks):
         raise ValueError(f"every k must be >= 1; got {ks}")
+    groups = None if key_groups is None else _key_groups(key_groups, K.shape[0])
     ranks = np.empty(Q.shape[0], dtype=np.int64)
     for start, sim in _similarity_blocks(Q, K):
         rows = np.arange(sim.shape[0])
-        correct = sim[rows, start + rows][:, None]
-        # >= counts the correct key itself once; subtract it.
-        ranks[start : start + sim.shape[0]] = (sim >= correct).sum(axis=1) - 1
+        ahead = sim >= sim[rows, start + rows][:, None] - TIE_TOL
+        if groups is None:
+            # >= counts the correct key itself once; subtract it.
+            ranks[start : start + sim.shape[0]] = ahead.sum(axis=1) - 1
+        else:
+            own = groups[start : start + sim.shape[0], None] == groups[None, :]   # includes the correct key
+            ranks[start : start + sim.shape[0]] = (ahead & ~own).sum(axis=1)
     return {k: float(np.mean(ranks < k)) for k in ks}
 
 

@@ -193,12 +193,12 @@ LOG_LIKELIHOODS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 }
 
 
-def log_likelihood(x: Tensor, params: Tensor, kind: str) -> Tensor:
+def log_likelihood(x: Tensor, params: Tensor, kind: str, laplace_scale: float = 1.0) -> Tensor:
     """Per-sample log p(x | params), summed over every non-batch dim; returns [B].
 
     kinds: ``bernoulli`` (params = logits), ``gaussian`` (params = mean, unit variance),
-    ``laplace`` (params = loc, unit scale), ``categorical`` (params = logits with the class dim at
-    position 1, i.e. logits [B, C, ...] for integer x [B, ...]).
+    ``laplace`` (params = loc, fixed scale ``laplace_scale``, 1 by default), ``categorical`` (params = logits with
+    the class dim at position 1, i.e. logits [B, C, ...] for integer x [B, ...]).
     """
     try:
         fn = LOG_LIKELIHOODS[kind]
@@ -206,5 +206,12 @@ def log_likelihood(x: Tensor, params: Tensor, kind: str) -> Tensor:
         raise ValueError(
             f"unknown likelihood kind {kind!r}; valid kinds: {', '.join(sorted(LOG_LIKELIHOODS))}"
         ) from None
-    elementwise = fn(x, params)
+    if kind == "laplace" and laplace_scale != 1.0:
+        # MoPoE's and MMVAE+'s image decoders fix the scale at 0.75 (thomassutter/MoPoE, epalu/mmvaeplus)
+        if not laplace_scale > 0:
+            raise ValueError(f"laplace_scale must be positive, got {laplace_scale}")
+        logscale = torch.full((), math.log(laplace_scale), dtype=params.dtype, device=params.device)
+        elementwise = laplace_log_prob(x.to(params.dtype), params, logscale)
+    else:
+        elementwise = fn(x, params)
     return elementwise.flatten(1).sum(dim=1) if elementwise.dim() > 1 else elementwise

@@ -8,6 +8,7 @@ vector -> [B, D], text -> [B, V, L] logits. Builders are looked up by modality k
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -236,8 +237,33 @@ def without(mask: torch.Tensor, j: int) -> torch.Tensor:
     return cond
 
 
-def decode_means(decoders: nn.ModuleDict, modalities, z: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {m.name: likelihood_mean(decoders[m.name](z), m.likelihood) for m in modalities}
+def decode_means(decoders: nn.ModuleDict, modalities, z: torch.Tensor,
+                 likelihoods: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+    """Decoder means of every modality at ``z``; ``likelihoods`` (modality order) replaces the modalities' own."""
+    kinds = likelihoods or tuple(m.likelihood for m in modalities)
+    return {m.name: likelihood_mean(decoders[m.name](z), kind) for m, kind in zip(modalities, kinds)}
+
+
+#: ``image_likelihood`` options: "auto" keeps each modality's own likelihood, "laplace" gives images a Laplace one
+IMAGE_LIKELIHOODS = ("auto", "laplace")
+
+
+def modality_likelihoods(modalities, image_likelihood: str) -> tuple[str, ...]:
+    """The likelihood of each modality (modality order) under an ``image_likelihood`` option."""
+    if image_likelihood not in IMAGE_LIKELIHOODS:
+        raise ValueError(f"image_likelihood must be one of {IMAGE_LIKELIHOODS}, got {image_likelihood!r}")
+    swap = image_likelihood == "laplace"
+    return tuple("laplace" if swap and m.kind == "image" else m.likelihood for m in modalities)
+
+
+def data_size_weights(modalities) -> tuple[float, ...]:
+    """lambda_m = (elements of the largest modality) / (elements of modality m), in modality order.
+
+    MoPoE's rescaling on MNIST-SVHN-Text, where SVHN is the largest: weights 3072/784, 1 and 3072/8 for a text of 8
+    token ids (``thomassutter/MoPoE:mnistsvhntext/experiment.py set_rec_weights``); equal sizes give all 1, as its
+    PolyMNIST experiment sets explicitly."""
+    sizes = [math.prod(m.shape) for m in modalities]
+    return tuple(max(sizes) / s for s in sizes)
 
 
 def reconstruction_weights(weights: tuple[float, ...], n_modalities: int) -> tuple[float, ...]:

@@ -11,7 +11,10 @@ class TrainerConfig:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
+    # the optimiser is torch's AdamW (decoupled weight decay; with weight_decay 0 it is Adam), run by DeepSpeed
     weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)   # torch's defaults; PMRL's code uses (0.9, 0.98)
+    amsgrad: bool = False                        # MMVAE+'s code trains with Adam(amsgrad=True)
     # None: the method's default (MultimodalMethod.default_gradient_clipping: 0 = off, PMRL 2.0), filled in by
     # resolve_spec, so the RunSpec always holds a number
     gradient_clipping: float | None = None
@@ -31,6 +34,9 @@ class TrainerConfig:
             raise ValueError("trainer.epochs and trainer.batch_size must be at least 1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"trainer.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if len(self.betas) != 2 or not all(0.0 <= float(b) < 1.0 for b in self.betas):
+            raise ValueError(f"trainer.betas must be two numbers in [0, 1), got {list(self.betas)}")
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))  # [0.9, 1] and [0.9, 1.0]: one spec
         if self.gradient_clipping is not None and not self.gradient_clipping >= 0:
             raise ValueError(f"trainer.gradient_clipping must be >= 0 (0 = off) or null (the method's default), "
                              f"got {self.gradient_clipping}")
@@ -47,10 +53,37 @@ class TrainerConfig:
             raise ValueError("trainer.zero_stage=3 cannot run with trainer.workers > 1; use stage 0, 1 or 2")
 
 
+# Evaluation protocols (``eval.protocol``): the knob values each named protocol fixes, so that the label a report
+# prints is true of the numbers under it. A knob a protocol does not list is free (probe_max_train is a budget under
+# default and mvp: suites lower it for speed). ``custom`` fixes nothing: the label for any other mix.
+EVAL_PROTOCOLS: dict[str, dict] = {
+    "default": {"probe_scaler": True, "probe_replace": False, "kmeans_fit": "test", "kmeans_score": "test",
+                "kmeans_n_init": 10},
+    # thomassutter/MoPoE eval_metrics/representation.py (train_clf_lr_all_subsets, train_clf_lr) and
+    # utils/BaseFlags.py (num_training_samples_lr=500): 500 training indices drawn with np.random.randint (with
+    # replacement), LogisticRegression(solver="lbfgs", max_iter=1000) on the latent means, no scaler
+    "mopoe": {"probe_max_train": 500, "probe_scaler": False, "probe_replace": True, "kmeans_fit": "test",
+              "kmeans_score": "test", "kmeans_n_init": 10},
+    # gaoxin492/MVP training/trainer.py (ICMVtrainer.Clustering; dataprovider/MvDataset.py has no test split):
+    # KMeans(n_clusters=classes, random_state=seed, n_init="auto") fitted on the training samples' aggregated means
+    # and scored on those same samples; sklearn's "auto" is one initialisation for k-means++
+    "mvp": {"probe_scaler": True, "probe_replace": False, "kmeans_fit": "train", "kmeans_score": "train",
+            "kmeans_n_init": 1},
+    "custom": {},
+}
+KMEANS_SPLITS = ("test", "train")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     metrics: tuple[str, ...] | None = None   # None = the benchmark's default metrics
-    probe_max_train: int | None = 5000
+    protocol: str = "default"                # a name in EVAL_PROTOCOLS; it fixes the knobs below that it lists
+    probe_max_train: int | None = 5000       # probes train on at most this many training samples (seeded draw)
+    probe_scaler: bool = True                # StandardScaler before the probe's classifier
+    probe_replace: bool = False              # draw the probe_max_train samples with replacement (MoPoE)
+    kmeans_fit: str = "test"                 # the split whose joint representations k-means is fitted on
+    kmeans_score: str = "test"               # the split whose cluster assignments are scored (train needs fit=train)
+    kmeans_n_init: int = 10
     batch_size: int = 512
     # generative evaluation (bench.eval.generative): coherence, FID/KID, and the classifiers that judge them
     coherence_max_samples: int = 1000
@@ -64,3 +97,25 @@ class EvalConfig:
     classifier_lr: float = 0.002
     classifier_batch_size: int = 64
     classifier_hidden: int = 128
+
+    def __post_init__(self) -> None:
+        if self.protocol not in EVAL_PROTOCOLS:
+            raise ValueError(f"eval.protocol must be one of {', '.join(EVAL_PROTOCOLS)}, got {self.protocol!r}")
+        for knob in ("kmeans_fit", "kmeans_score"):
+            if getattr(self, knob) not in KMEANS_SPLITS:
+                raise ValueError(f"eval.{knob} must be test or train, got {getattr(self, knob)!r}")
+        if self.kmeans_score == "train" and self.kmeans_fit != "train":
+            raise ValueError("eval.kmeans_score=train needs eval.kmeans_fit=train (clusters fitted on the test set "
+                             "cannot be scored on the training set)")
+        if self.kmeans_n_init < 1:
+            raise ValueError(f"eval.kmeans_n_init must be at least 1, got {self.kmeans_n_init}")
+        if self.probe_max_train is not None and self.probe_max_train < 1:
+            raise ValueError(f"eval.probe_max_train must be at least 1 or null (all), got {self.probe_max_train}")
+        if self.probe_replace and self.probe_max_train is None:
+            raise ValueError("eval.probe_replace=true needs eval.probe_max_train (how many samples to draw)")
+        wrong = {k: v for k, v in EVAL_PROTOCOLS[self.protocol].items() if getattr(self, k) != v}
+        if wrong:
+            got = ", ".join(f"{k}={getattr(self, k)!r}" for k in wrong)
+            fixed = ", ".join(f"{k}={v!r}" for k, v in wrong.items())
+            raise ValueError(f"eval.protocol={self.protocol} fixes {fixed}, got {got}; select the protocol's file "
+                             f"(eval={self.protocol}) without overriding them, or label the mix eval.protocol=custom")

@@ -3,7 +3,9 @@
 * the five torch.distributed variables, with a free port, unless a process group already exists (Ray Train);
 * the shared-memory comm op build patched out (a hidden 55-120 s compile on first use, results unchanged);
 * a torch optimizer (``torch_adam``) so nothing is compiled, and ``gradient_clipping`` always set explicitly
-  (DeepSpeed's default of 1.0 would silently clip).
+  (DeepSpeed's default of 1.0 would silently clip). With ``torch_adam`` both the "Adam" and the "AdamW" type build
+  ``torch.optim.AdamW`` (DeepSpeed's ``adam_w_mode`` defaults to true), which is Adam when weight_decay is 0;
+  ``betas`` and ``amsgrad`` pass through to it.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def ds_config(trainer: dict[str, Any], use_cuda: bool, world_size: int = 1) -> d
         "optimizer": {
             "type": "AdamW" if float(trainer.get("weight_decay", 0.0)) > 0 else "Adam",
             "params": {"lr": float(trainer["lr"]), "weight_decay": float(trainer.get("weight_decay", 0.0)),
-                       "torch_adam": True},
+                       "betas": [float(v) for v in trainer.get("betas", (0.9, 0.999))],
+                       "amsgrad": bool(trainer.get("amsgrad", False)), "torch_adam": True},
         },
         "zero_optimization": {"stage": zero},
         "steps_per_print": 10**9,

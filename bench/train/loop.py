@@ -213,7 +213,10 @@ def train(method: torch.nn.Module, train_ds: MultimodalDataset, val_ds: Multimod
                                                    config=ds_config(trainer, use_cuda, world))
     rank, world = _world()  # deepspeed.initialize created the (one-process) group when there was none
     module = engine.module
-    epochs, bs = int(trainer["epochs"]), int(trainer["batch_size"])
+    # a method that does not train (MultimodalMethod.trains) runs zero epochs: it is evaluated at its init, and the
+    # rest (device placement, evaluation, record, store) is what every other method goes through
+    epochs = int(trainer["epochs"]) if getattr(method, "trains", True) else 0
+    bs = int(trainer["batch_size"])
     result = TrainResult(epochs=epochs, rank=rank, world_size=world)
     start = 0
     if world > 1:

@@ -14,6 +14,7 @@ largest (an eigenvalue projection) and the floor is reported.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,12 @@ class GaussianClassifier:
             prec, raised = project_pd(result.theta0[None] + np.einsum("ki,ij->kij", diag, np.eye(len(diag[0]))))
         return cls(np.asarray(means, dtype=np.float64), np.asarray(prec, dtype=np.float64),
                    np.log(counts / counts.sum()), raised)
+
+    def with_equal_priors(self) -> "GaussianClassifier":
+        """The same Gaussians with pi_k = 1/K: the rule for a metric that weighs every class equally (mean IoU),
+        where the empirical priors of a background-dominated sample would decide most pixels."""
+        k = len(self.log_prior)
+        return dataclasses.replace(self, log_prior=np.full(k, -np.log(k)))
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         dev = x.device

@@ -31,11 +31,15 @@ leading vectors over the local batch, unit weights, tau1 = 0.05, tau2 = 0.1 (fin
 * ``objective="gram"`` (registered on its own as ``pmrl_gram``): GRAM's volume contrastive loss (§1.11,
   ``methods/pmrl/gram.py``) replaces L_align + L_reg on the same encoders, so reports can set the dominant singular
   value against the product of all singular values (the volume).
-* Representation: per-modality z^m (NaN where unobserved) and ``joint`` = the sign-canonicalised leading right
-  singular vector v of the observed rows (Config ``joint="leading"``), or the normalised mean of the observed z^m
-  (``joint="mean"``).
+* Representation: per-modality z^m (NaN where unobserved) and ``joint`` = the normalised mean of the observed z^m
+  (Config ``joint="mean"``, the default since version 2), or the sign-canonicalised leading right singular vector v
+  of the observed rows (``joint="leading"``, registered on its own as ``pmrl_leading``). The paper reads v as the
+  instance's shared direction, but v is discontinuous in the embeddings: with two modalities it is the normalised
+  sum when their cosine is positive and the normalised difference when it is negative. Measured with untrained
+  encoders on digits-ms (5,032 training and 2,156 test tuples), seeds 0-3: the linear probe on v scored
+  0.34-0.68, and on the normalised mean 0.69-0.76.
 """
 
-from methods.pmrl.model import PMRL, PMRLGram, pmrl_loss, pmrl_terms
+from methods.pmrl.model import PMRL, PMRLGram, PMRLLeading, pmrl_loss, pmrl_terms
 
-__all__ = ["PMRL", "PMRLGram", "pmrl_loss", "pmrl_terms"]
+__all__ = ["PMRL", "PMRLGram", "PMRLLeading", "pmrl_loss", "pmrl_terms"]

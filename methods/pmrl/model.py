@@ -95,7 +95,8 @@ def pmrl_loss(z: torch.Tensor, tau1: float = 0.05, tau2: float = 0.1, mask: torc
 @register_method("pmrl")
 class PMRL(MultimodalMethod):
     kind = "method"
-    version = 1
+    # 2: the joint representation defaults to the normalised mean of the observed z^m (was the leading vector v)
+    version = 2
     default_gradient_clipping = 2.0   # §1.7: the official code clips the gradient norm at 2.0
 
     @dataclass(frozen=True)
@@ -109,8 +110,10 @@ class PMRL(MultimodalMethod):
         guard_weight: float = 0.1
         # the first warmup_epochs epochs train L_align only (no gradient through singular vectors)
         warmup_epochs: int = 0
-        # joint embedding: "leading" = the sign-canonicalised leading singular vector v; "mean" = normalised mean z^m
-        joint: str = "leading"
+        # joint embedding: "mean" = the normalised mean of the observed z^m; "leading" = the sign-canonicalised
+        # leading singular vector v, which jumps where the modalities' cosines change sign (registered as
+        # pmrl_leading, so that a report shows both)
+        joint: str = "mean"
         # "pmrl": L_align + L_reg (§1.4); "gram": GRAM's volume contrastive loss (§1.11) in its place, for comparison
         objective: str = "pmrl"
 
@@ -158,7 +161,7 @@ class PMRL(MultimodalMethod):
         z = torch.where(mask.unsqueeze(-1), z, torch.zeros_like(z))
         if self.cfg.joint == "leading":
             joint = pmrl_terms(z, mask, self.cfg.tau1, self.cfg.tau2)["v"]
-        else:
+        else:   # unobserved rows are zero: the sum runs over the observed ones, and its direction is their mean's
             joint = F.normalize(z.sum(1), dim=-1)
         out = {"joint": joint}
         for j, m in enumerate(self.modality_names):
@@ -174,3 +177,13 @@ class PMRLGram(PMRL):
     @dataclass(frozen=True)
     class Config(PMRL.Config):
         objective: str = "gram"
+
+
+@register_method("pmrl_leading")
+class PMRLLeading(PMRL):
+    """PMRL with the paper's leading singular vector v as the joint representation instead of the normalised mean:
+    the same training, registered under its own name so that reports show the two representations side by side."""
+
+    @dataclass(frozen=True)
+    class Config(PMRL.Config):
+        joint: str = "leading"

@@ -3,7 +3,11 @@
 Each digit image (1x16x16 in [0, 1], as digits-ms ``m1``) gets 10 templated captions, and the dataset's items are
 the *captions*: row k pairs caption k with image k // 10 (mmvae's ``ResampleDataset(..., lambda d, i: i // 10)``),
 so a split has 10 x n_images rows and the image tensor holds each image 10 times. ``extras["image_index"]`` keeps
-that k // 10 index (it survives ``subset``, unlike the row position).
+that k // 10 index (it survives ``subset``, unlike the row position); ``extras["caption_index"]`` names the
+distinct caption strings (two rows share it exactly when their token rows are identical), so that retrieval can
+tell a duplicate of the correct key from a wrong one. Version 2 added ``caption_index``; the data did not change.
+The digits are the undeformed sklearn digits: the thickness and slant attributes below are computed from the 8x8
+source, and a deformed variant (sheared or rotated) would no longer match them.
 
 The 10 caption slots mirror what makes CUB text interesting:
 
@@ -147,13 +151,14 @@ def _build(cfg: DigitsCaptionConfig) -> tuple[MultimodalDataset, MultimodalDatas
     for captions, extras in splits.values():
         src = extras["source_index"]
         data = {"image": images[src].contiguous(), "caption": vocab.encode(captions, cfg.max_len)}
+        extras = {**extras, "caption_index": D.identity_index(data["caption"])}
         out.append(MultimodalDataset.complete((IMAGE, caption), data, D.digits_raw()[1][src.numpy()], extras))
     return out[0], out[1]
 
 
 @register_benchmark("digits-caption")
 class DigitsCaption(Benchmark):
-    version = 1
+    version = 2
     Config = DigitsCaptionConfig
 
     def spec(self) -> BenchmarkSpec:

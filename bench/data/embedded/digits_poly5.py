@@ -1,9 +1,12 @@
 """``digits-poly5``: an offline stand-in for PolyMNIST (DATASETS.md §1.3).
 
-Five modalities ``m0..m4``, each 3x16x16 in [0, 1] (Gaussian likelihood). A tuple holds five *different* digit
-instances of one class (class-level pairing inside the fixed train / test digit split, multiplier ``dm``). Each
+Five modalities ``m0..m4``, each 3x16x16 in [0, 1] (Gaussian likelihood). A tuple holds digits from five
+*different* source digits of one class (class-level pairing, multiplier ``dm``, inside the train / test pool:
+every digit of the fixed split in ``variants`` label-preserving deformations, see
+:func:`bench.data.embedded.digits.variant_pool`; the default train split has 1,258 x 4 = 5,032 tuples). Each
 modality's image is a random 16x16 crop of a background photograph, with the colours inverted (x -> 1 - x)
-wherever the upsampled digit's ink exceeds 0.5, as PolyMNIST's generator does at MNIST pixel > 128.
+wherever the 16x16 digit's ink exceeds 0.5, as PolyMNIST's generator does at MNIST pixel > 128. A pool digit has
+one fixed crop per modality, as a PolyMNIST image file is one fixed picture.
 
 PolyMNIST uses five different photographs; scikit-learn ships two (china.jpg, flower.jpg). Modality k uses photo
 k % 2, and a fixed channel permutation per modality (:data:`CHANNEL_ORDER`, distinct among the modalities sharing
@@ -11,7 +14,10 @@ a photo) so that the five backgrounds still differ in colour statistics. The pho
 (``photo_downscale``, area averaging) so that a 16x16 crop holds texture rather than one flat patch of sky.
 
 The class is the only shared information; background crop and handwriting are private to each modality.
-``extras``: ``source_index`` [N, 5] global sklearn digit indices, ``crop_yx`` [N, 5, 2] crop corners.
+``extras``: ``m0_index`` .. ``m4_index`` (int64 [N]) the pool ids ``source * variants + variant`` of each
+modality's digit, equal for two rows exactly when that modality's inputs are identical; ``source_index`` [N, 5]
+global sklearn digit indices, ``crop_yx`` [N, 5, 2] crop corners. Version 2 added the variants (version 1: the
+1,258 undeformed training digits, a fresh crop per row).
 """
 
 from __future__ import annotations
@@ -39,8 +45,9 @@ MODALITIES = tuple(Modality(f"m{k}", "image", (3, SIZE, SIZE), likelihood="gauss
 @dataclass(frozen=True)
 class DigitsPoly5Config:
     dm: int = 1  # pairing multiplier (PolyMNIST has one tuple per digit and modality: 1)
-    seed: int = 0  # construction seed (pairing and crops)
-    pairing: str = "class"  # "class": five different instances; "instance": the same digit in every modality
+    variants: int = 4  # deformed versions of each sklearn digit in the pool, the undeformed one included
+    seed: int = 0  # construction seed (variants, pairing and crops)
+    pairing: str = "class"  # "class": five different source digits; "instance": the same pool digit everywhere
     photo_downscale: int = 4  # photos (427x640) are shrunk by this factor before cropping
 
 
@@ -86,17 +93,26 @@ def render_modality(ink: torch.Tensor, k: int, photos: tuple[torch.Tensor, ...],
 
 def build_split(cfg: DigitsPoly5Config, split: str) -> MultimodalDataset:
     """One split of digits-poly5, uncached."""
-    pool = D.digit_split()[0 if split == "train" else 1]
-    tuples = D.class_pairing(pool, N_MODALITIES, cfg.dm, D.rng(cfg.seed, "digits-poly5", split, "pairing"), cfg.pairing)
-    images = D.digits_upsampled(SIZE)
+    if split not in ("train", "test"):
+        raise BenchError(f"split must be 'train' or 'test', got {split!r}")
+    pool = D.pool_ids(D.digit_split()[0 if split == "train" else 1], cfg.variants)
+    gen = D.rng(cfg.seed, "digits-poly5", split, "pairing")
+    tuples = D.class_pairing(pool, N_MODALITIES, cfg.dm, gen, cfg.pairing, cfg.variants)
+    images = D.variant_pool(SIZE, cfg.variants, cfg.seed)[torch.from_numpy(pool)]
     photos = background_photos(cfg.photo_downscale)
-    data, corners = {}, []
+    data, corners, extras = {}, [], {}
     for k, m in enumerate(MODALITIES):
+        # one rendering per pool digit and modality, gathered into the rows that use it
         gen = D.rng(cfg.seed, "digits-poly5", split, "crop", k)
-        data[m.name], yx = render_modality(images[torch.from_numpy(tuples[:, k])], k, photos, gen)
-        corners.append(yx)
-    labels = D.digits_raw()[1][tuples[:, 0]]
-    extras = {"source_index": torch.from_numpy(tuples), "crop_yx": torch.from_numpy(np.stack(corners, axis=1))}
+        rendered, yx = render_modality(images, k, photos, gen)
+        at = np.searchsorted(pool, tuples[:, k])
+        data[m.name] = rendered[torch.from_numpy(at)].contiguous()
+        corners.append(yx[at])
+        extras[f"{m.name}_index"] = torch.from_numpy(tuples[:, k].copy())
+    sources = tuples // cfg.variants
+    labels = D.digits_raw()[1][sources[:, 0]]
+    extras["source_index"] = torch.from_numpy(sources)
+    extras["crop_yx"] = torch.from_numpy(np.stack(corners, axis=1))
     return MultimodalDataset.complete(MODALITIES, data, labels, extras)
 
 
@@ -107,7 +123,7 @@ def _build(cfg: DigitsPoly5Config) -> tuple[MultimodalDataset, MultimodalDataset
 
 @register_benchmark("digits-poly5")
 class DigitsPoly5(Benchmark):
-    version = 1
+    version = 2
     Config = DigitsPoly5Config
 
     def spec(self) -> BenchmarkSpec:
