@@ -221,7 +221,8 @@ def _write_sweep_report(console, plan, root: Path, index_url, result) -> None:
                                    for b in plan.missing_data for m in sorted({c.method for c in plan.cells})
                                    for r in plan.suite.obs_ratios for seed in plan.suite.seeds])
         paths = report_from_store(store, root / "report" / plan.suite.name, suite=plan.suite.name, expected=expected,
-                                  config={"suite": plan.suite.__dict__ | {"source": plan.suite.source}})
+                                  config={"suite": plan.suite.__dict__ | {"source": plan.suite.source}},
+                                  ladder=plan.suite.ladder)
         console.print(f"report: {paths['index.html']}")
         return
     from rich.table import Table

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from reports import html as page
+from reports import ladder as ld
 from reports import notes as method_notes
 from reports import plots
 from reports import stats as st
@@ -107,13 +108,15 @@ def build_figures(records: pd.DataFrame, cells: pd.DataFrame, comparisons: list[
 def write_report(records: pd.DataFrame, index: pd.DataFrame, out_dir: Path, *, expected: pd.DataFrame | None = None,
                  config: dict | None = None, title: str = "mmrl-bench report",
                  samples: Mapping[str, np.ndarray] | None = None,
-                 protocols: Mapping[str, str] | None = None) -> dict[str, Path]:
+                 protocols: Mapping[str, str] | None = None, ladder: Sequence = ()) -> dict[str, Path]:
     """Write the report; returns {file name relative to ``out_dir``: path}.
 
     ``records``: rows of :data:`bench.records.SCHEMA` (``ResultStore.load()``); ``index``: ``ResultStore.index_frame()``;
     ``expected``: optional frame with method, benchmark, obs_ratio, seed of the runs the suite plans, so that absent
     ones read "missing"; ``config``: the suite's configuration, shown on the page; ``samples``: optional
-    {method: array of images} for the sample grid; ``protocols``: {run_id: evaluation protocol} (missing: "default").
+    {method: array of images} for the sample grid; ``protocols``: {run_id: evaluation protocol} (missing: "default");
+    ``ladder``: the suite's sanity rungs (:class:`sweeps.suite.Rung`), judged into ``ladder.md`` / ``ladder.csv`` and
+    the page's first section.
     """
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
@@ -139,14 +142,20 @@ def write_report(records: pd.DataFrame, index: pd.DataFrame, out_dir: Path, *, e
         path = fig_dir / f.name
         path.write_bytes(f.png)
         written[f"figures/{f.name}"] = path
+    judged = None
+    if ladder:
+        planned = set(expected["method"]) if expected is not None and len(expected) else None
+        judged = ld.evaluate_ladder(records, ladder, methods=planned)
+        written["ladder.md"] = _write(out_dir / "ladder.md", ld.to_markdown(judged, f"{title}: sanity ladder"))
+        written["ladder.csv"] = _write(out_dir / "ladder.csv", ld.to_csv(judged))
     html_text = page.render_page(title=title, cells=cells, comparisons=comparisons, figures=figures, states=states,
-                                 records=records, config=config, notes=notes)
+                                 records=records, config=config, notes=notes, ladder=judged)
     written["index.html"] = _write(out_dir / "index.html", html_text)
     return written
 
 
 def report_from_store(store, out_dir: Path, suite: str | None = None, expected: pd.DataFrame | None = None,
-                      config: dict | None = None) -> dict[str, Path]:
+                      config: dict | None = None, ladder: Sequence = ()) -> dict[str, Path]:
     """Load ``store`` (a :class:`bench.store.ResultStore`), keep one suite when ``suite`` is given, write the report."""
     records, index = store.load(), store.index_frame()
     if suite is not None:
@@ -156,4 +165,4 @@ def report_from_store(store, out_dir: Path, suite: str | None = None, expected: 
             expected = expected[expected["suite"] == suite]
     title = f"mmrl-bench report: {suite}" if suite else "mmrl-bench report"
     return write_report(records, index, Path(out_dir), expected=expected, config=config, title=title,
-                        protocols=run_protocols(store, records["run_id"]))
+                        protocols=run_protocols(store, records["run_id"]), ladder=ladder)

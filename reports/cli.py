@@ -24,9 +24,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not results.is_dir():  # ResultStore would create an empty store and report on nothing
         raise BenchError(f"no results folder at {results} (give --results or set MMRL_RESULTS)")
     out = Path(args.out) if args.out else results / "report"
-    paths = report_from_store(ResultStore(results), out, suite=args.suite)
+    paths = report_from_store(ResultStore(results), out, suite=args.suite, ladder=_suite_ladder(args.suite))
     print(paths["index.html"])
     return 0
+
+
+def _suite_ladder(name: str | None) -> tuple:
+    """The sanity rungs of a known suite (``--suite sanity``), so the standalone report judges them too."""
+    from sweeps.suite import load_suite, suite_names
+
+    return load_suite(name).ladder if name in suite_names() else ()
 
 
 def add_report_parser(subparsers) -> None:

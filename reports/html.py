@@ -217,10 +217,29 @@ def notes_html(notes: dict[str, str]) -> str:
                      for name, text in notes.items())
 
 
+def ladder_html(ladder: pd.DataFrame) -> str:
+    """The sanity ladder (reports/ladder.py): one row per rung and method, failures marked."""
+    from reports import ladder as ld
+
+    out = [f'<p class="note">{esc(ld.summary(ladder))}</p>', '<table class="plain"><thead>'
+           + _row(["rung", "benchmark", "metric", "method", "value", "untrained floor", "test", "result"], "th")
+           + "</thead><tbody>"]
+    for r in ladder.itertuples():
+        result = f"<strong>{esc(r.result)}</strong>" if r.result == "FAIL" else esc(r.result)
+        out.append(_row([esc(r.rung), esc(r.benchmark), esc(r.metric), esc(r.method), esc(ld.fmt(r.value)),
+                         esc(ld.fmt(r.floor)), esc(r.test), result]))
+    out.append("</tbody></table>")
+    whys = {int(r.rung): r.why for r in ladder.itertuples() if r.why}
+    if whys:
+        out.append("<ul>" + "".join(f"<li>rung {k}: {esc(v)}</li>" for k, v in sorted(whys.items())) + "</ul>")
+    return "\n".join(out)
+
+
 def render_page(*, title: str, cells: pd.DataFrame, comparisons: list[st.Comparison], figures: list[FigureItem],
                 states: pd.DataFrame, records: pd.DataFrame, config: dict | None,
-                notes: dict[str, str] | None = None) -> str:
+                notes: dict[str, str] | None = None, ladder: pd.DataFrame | None = None) -> str:
     sections = [
+        *([("ladder", "Sanity ladder", ladder_html(ladder))] if ladder is not None else []),
         ("leaderboard", "Leaderboard", leaderboard_html(cells)),
         ("figures", "Figures", figures_html(figures)),
         ("statistics", "Statistics across benchmarks", stats_html(comparisons)),

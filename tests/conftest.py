@@ -7,7 +7,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # Small, fast defaults for every run a test starts; the tests that measure quality set their own.
-FAST = ["benchmark=digits-ms", "benchmark.dm=1", "trainer.epochs=2", "trainer.progress=false",
+FAST = ["benchmark=digits-ms", "benchmark.variants=1", "trainer.epochs=2", "trainer.progress=false",
         "eval.metrics=[probe_linear,kmeans_acc,retrieval_r1]", "eval.probe_max_train=1000"]
 
 
@@ -57,7 +57,7 @@ def partly_observed_batch(name: str, n: int = 5):
     from bench.registry import BENCHMARKS
 
     cls = BENCHMARKS.get(name)
-    bench = cls(cls.Config(dm=1))
+    bench = cls(cls.Config(variants=1))
     batch = bench.build()[0].batch(torch.arange(n))
     batch["mask"][0, 1] = False
     batch["mask"][1, 1:] = False

@@ -2,7 +2,7 @@
 thin adapter that lets the harness's metrics score it (tests/test_peer_multivae.py uses it).
 
 Only MultiVae's own code trains: its ``MoPoE`` (subset posteriors, mixture, KL, likelihoods) and its
-``BaseTrainer`` (data loader, Adam, epochs). What the harness supplies is what must be equal on both sides: the
+``BaseTrainer`` (data loader, optimiser, epochs). What the harness supplies is what must be equal on both sides: the
 training tensors, the networks (built by the harness's ``MoPoE`` and handed to MultiVae as its custom encoders and
 decoders) and the budget. Imports of ``multivae``/``pythae`` live inside the functions so that importing this
 module never needs them (the test skips when they are absent).
@@ -88,20 +88,20 @@ def peer_networks(harness_mopoe: nn.Module) -> tuple[dict, dict]:
 
 
 def build_multivae_mopoe(spec: BenchmarkSpec, harness_mopoe: nn.Module):
-    """MultiVae's MoPoE with the harness MoPoE's networks, latent size, beta and likelihoods (no likelihood
-    rescaling: the harness's reconstruction weights must all be 1)."""
+    """MultiVae's MoPoE with the harness MoPoE's networks, latent size, beta, likelihoods and reconstruction weights
+    (MultiVae's ``rescale_factors`` multiply each modality's log-likelihood, as the harness's weights do)."""
     from multivae.models import MoPoE, MoPoEConfig
 
     cfg = harness_mopoe.cfg
-    if any(w != 1.0 for w in harness_mopoe.weights):
-        raise ValueError(f"MultiVae's MoPoE is built without reconstruction weights; got {cfg.recon_weights}")
+    weights = dict(zip(harness_mopoe.modality_names, (float(w) for w in harness_mopoe.weights)))
     if cfg.prior_expert != "full":
         raise ValueError(f"MultiVae's MoPoE adds the prior expert to the full subset only (prior_expert=full); "
                          f"got {cfg.prior_expert!r}")
     dists, params = multivae_likelihoods(harness_mopoe)
     config = MoPoEConfig(n_modalities=len(spec.modalities), latent_dim=cfg.latent_dim, beta=cfg.beta,
                          input_dims={m.name: tuple(m.shape) for m in spec.modalities},
-                         decoders_dist=dists, decoder_dist_params=params)
+                         decoders_dist=dists, decoder_dist_params=params,
+                         uses_likelihood_rescaling=any(w != 1.0 for w in weights.values()), rescale_factors=weights)
     encoders, decoders = peer_networks(harness_mopoe)
     return MoPoE(config, encoders=encoders, decoders=decoders)
 
@@ -131,8 +131,8 @@ def grey_level_bernoulli():
 
 
 def train_multivae(model, train: MultimodalDataset, budget: PeerBudget, out_dir: str):
-    """Train ``model`` with MultiVae's BaseTrainer: torch AdamW as ``budget`` says, shuffled batches, ``budget.epochs``
-    epochs on the CPU, no evaluation split. Returns the model of the last epoch, as the harness keeps.
+    """Train ``model`` with MultiVae's BaseTrainer: torch AdamW as ``budget`` says, shuffled batches,
+    ``budget.epochs`` epochs on the CPU, no evaluation split. Returns the model of the last epoch, as the harness keeps.
 
     MultiVae keeps the epoch of best loss after ``model.start_keep_best_epoch``; setting that to the last epoch
     makes it keep every epoch's model in turn, i.e. the last one."""

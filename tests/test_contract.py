@@ -12,7 +12,8 @@ from bench.registry import BENCHMARKS, METHODS
 
 # the paper benchmarks read datasets that CI never has; their readers have their own tests (tests/test_formats_*)
 EMBEDDED = [n for n in BENCHMARKS.names() if not getattr(BENCHMARKS.get(n), "needs_data", False)]
-SMALL = {"digits-ms": {"dm": 1}, "digits-mst": {"dm": 1}, "digits-seg": {"n_train": 64, "n_test": 32}}
+SMALL = {"digits-ms": {"variants": 1}, "digits-ms-inst": {"variants": 1}, "digits-mst": {"variants": 1},
+         "digits-poly5": {"variants": 1}, "digits-seg": {"n_train": 64, "n_test": 32}}
 _splits = {}
 
 

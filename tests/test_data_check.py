@@ -110,7 +110,7 @@ def test_paper_sweep_on_fixture_data_skips_and_reports_the_missing(tmp_path):
     for b in PRESENT:
         assert f"| {b} | " in board and "missing" not in board.split(f"| {b} | ")[1].splitlines()[0]
     for b in ABSENT:
-        assert f"| {b} | missing" in board
+        assert f"| {b} | - | - | missing" in board  # no chance level or floor without runs
 
 
 def test_a_single_run_without_data_is_refused_before_it_is_claimed(tmp_path):

@@ -25,14 +25,14 @@ from bench.eval.evaluate import evaluate
 from bench.eval.fid import fid_from_features, frechet_distance
 from bench.registry import BENCHMARKS, METRICS
 
-BENCH_KEY = "digits-ms:test:dm=1"
+BENCH_KEY = "digits-ms:test:variants=1"
 FAST = {"classifier_epochs": 8}  # about half the default training, accurate enough for these checks
 
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     cls = BENCHMARKS.get("digits-ms")
-    bench = cls(make_config(cls.Config, {"dm": 1}, "benchmark"))
+    bench = cls(make_config(cls.Config, {"variants": 1}, "benchmark"))
     train, test = bench.build()
     return {"spec": bench.spec(), "train": train, "test": test, "cache": tmp_path_factory.mktemp("cache")}
 

@@ -24,7 +24,8 @@ def _records(values: dict[tuple[str, str, int], float | None]) -> pd.DataFrame:
         by_run.setdefault((method, seed), []).append(row)
     for (method, seed), rows in sorted(by_run.items()):
         spec = {"method": {"name": method}, "benchmark": {"name": "b"}, "obs_ratio": 1.0, "seed": seed, "suite": "s"}
-        frames.append(make_rows(spec, f"{method}-{seed}", "method", rows, epoch=1, wall_s=1.0))
+        run_id = "".join(c for c in method if c.isalnum()) + f"-{seed}"
+        frames.append(make_rows(spec, run_id, "method", rows, epoch=1, wall_s=1.0))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -86,3 +87,26 @@ def test_sanity_suite_has_a_ladder_over_registered_names():
         assert rung.benchmark in planned and rung.benchmark in BENCHMARKS
         assert rung.metric in METRICS
         assert isinstance(rung.methods, str) or all(m in METHODS for m in rung.methods)
+
+
+def test_report_writes_the_ladder_first_and_escaped(tmp_path):
+    from bench.store import ResultStore
+    from reports.build import report_from_store
+
+    store = ResultStore(tmp_path / "results")
+    records = _records({("untrained", "probe_linear", 0): 0.5, ("good", "probe_linear", 0): 0.9,
+                        ("<b>x</b>", "probe_linear", 0): 0.5})
+    for run_id, rec in records.groupby("run_id"):
+        first = rec.iloc[0]
+        spec = {"method": {"name": first["method"]}, "benchmark": {"name": "b"}, "obs_ratio": 1.0, "seed": 0,
+                "suite": "s"}
+        store.claim(run_id, meta={"method": first["method"], "benchmark": "b", "obs_ratio": 1.0, "seed": 0,
+                                  "suite": "s"})
+        store.put(run_id, spec, rec.reset_index(drop=True))
+    paths = report_from_store(store, tmp_path / "report", suite="s",
+                              ladder=(Rung("b", "probe_linear", above_floor=0.1, why="known <answer>"),))
+    md = paths["ladder.md"].read_text()
+    assert "1 of 2 checks passed" in md and "| good | 0.900 | 0.500 |" in md
+    page = paths["index.html"].read_text()
+    assert page.index('id="ladder"') < page.index('id="leaderboard"')
+    assert "known &lt;answer&gt;" in page and "<b>x</b>" not in page

@@ -294,9 +294,9 @@ def test_embed_generate_sample_shapes_on_a_real_benchmark(name, dims):
 @pytest.mark.parametrize("name,rho", [("digits-poly5", 1.0), ("digits-poly5", 0.5), ("digits-mst", 0.5)])
 def test_two_optimizer_steps(name, rho):
     cls = BENCHMARKS.get(name)
-    train, _, _ = load_splits(cls(cls.Config(dm=1)), rho, seed=0)
+    train, _, _ = load_splits(cls(cls.Config(variants=1)), rho, seed=0)
     torch.manual_seed(0)
-    model = MMVAEPlus(cls(cls.Config(dm=1)).spec(), MMVAEPlus.Config(estimator="dreg", k_samples=2))
+    model = MMVAEPlus(cls(cls.Config(variants=1)).spec(), MMVAEPlus.Config(estimator="dreg", k_samples=2))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, amsgrad=True)
     for batch in list(train.batches(64, shuffle=True, generator=torch.Generator().manual_seed(0)))[:2]:
         assert bool(batch["mask"].all()) == (rho == 1.0)

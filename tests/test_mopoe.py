@@ -110,9 +110,9 @@ def test_embed_generate_sample_shapes_on_a_real_benchmark(name, dims):
 @pytest.mark.parametrize("rho", [1.0, 0.5])
 def test_two_optimizer_steps_on_digits_ms(rho):
     cls = BENCHMARKS.get("digits-ms")
-    train, _, _ = load_splits(cls(cls.Config(dm=1)), rho, seed=0)
+    train, _, _ = load_splits(cls(cls.Config(variants=1)), rho, seed=0)
     torch.manual_seed(0)
-    model = MoPoE(cls(cls.Config(dm=1)).spec(), MoPoE.Config())
+    model = MoPoE(cls(cls.Config(variants=1)).spec(), MoPoE.Config())
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for batch in list(train.batches(64, shuffle=True, generator=torch.Generator().manual_seed(0)))[:2]:
         opt.zero_grad()

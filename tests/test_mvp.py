@@ -187,9 +187,9 @@ def test_embed_and_generate_shapes_on_a_real_benchmark(name, dims):
 @pytest.mark.parametrize("rho", [1.0, 0.5])
 def test_two_optimizer_steps_on_digits_ms(rho):
     cls = BENCHMARKS.get("digits-ms")
-    train, _, _ = load_splits(cls(cls.Config(dm=1)), rho, seed=0)
+    train, _, _ = load_splits(cls(cls.Config(variants=1)), rho, seed=0)
     torch.manual_seed(0)
-    model = MVP(cls(cls.Config(dm=1)).spec(), MVP.Config())
+    model = MVP(cls(cls.Config(variants=1)).spec(), MVP.Config())
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-5)
     batches = list(train.batches(64, shuffle=True, generator=torch.Generator().manual_seed(0)))[:2]
     for epoch, batch in enumerate(batches):

@@ -88,7 +88,7 @@ def test_mvae_reads_the_mask_values_of_missing_entries_do_not_matter():
 
 
 def test_mvae_embed_generate_sample_on_a_real_benchmark():
-    bench = BENCHMARKS.get("digits-mst")(BENCHMARKS.get("digits-mst").Config(dm=1))
+    bench = BENCHMARKS.get("digits-mst")(BENCHMARKS.get("digits-mst").Config(variants=1))
     train, _ = bench.build()
     model = MVAE(bench.spec(), MVAE.Config())
     batch = train.batch(torch.arange(5))

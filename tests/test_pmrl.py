@@ -164,7 +164,7 @@ def test_warmup_and_guard_flags():
     assert torch.allclose(out["loss"], out["align"]) and "guard" not in out
     model.on_epoch_start(2, 5)
     out = model.loss(batch)
-    assert torch.allclose(out["loss"], out["align"] + out["reg"] + 0.1 * out["guard"])
+    assert torch.allclose(out["loss"], out["align"] + out["reg"] + model.cfg.guard_weight * out["guard"])
     with pytest.raises(ValueError):
         PMRL(spec, PMRL.Config(joint="bogus"))
 
@@ -306,3 +306,52 @@ def test_pmrl_leading_variant_embeds_the_leading_singular_vector():
     expected = F.normalize(torch.where(cos.unsqueeze(1) >= 0, z[:, 0] + z[:, 1], z[:, 0] - z[:, 1]), dim=-1)
     # (up to sign: for the difference, u = (1, -1)/sqrt(2) sums to 0 and the canonical sign is a tie)
     assert torch.allclose((emb["joint"] * expected).sum(-1)[both].abs(), torch.ones(int(both.sum())), atol=1e-4)
+
+
+# --- the sign of the alignment: from scratch, the defaults must undo an anti-aligned start ---------------------------
+
+
+def _paired_cosine(model, batch):
+    with torch.no_grad():
+        emb = model.embed(batch)
+    return (emb["m1"] * emb["m2"]).sum(-1)
+
+
+def _train_from_anti_aligned(cfg, steps: int = 150, n: int = 256, batch_size: int = 64):
+    """Start and end paired cosines of PMRL trained on n instance-paired digits-ms tuples (m2 = a restyled copy of
+    m1), from an init made anti-aligned: if the random heads happen to agree in sign, m2's head is negated (z2 -> -z2
+    flips every paired cosine), the state a coin-flip init lands in about half the time."""
+    cls = BENCHMARKS.get("digits-ms")
+    bench = cls(make_config(cls.Config, {"pairing": "instance"}, "digits-ms"))
+    train = load_splits(bench, 1.0, seed=0)[0]
+    batch = train.batch(torch.arange(n))
+    torch.manual_seed(0)
+    model = PMRL(bench.spec(), cfg)
+    with torch.no_grad():
+        if _paired_cosine(model, batch).mean() > 0:
+            model.heads["m2"].weight.neg_()
+    start = _paired_cosine(model, batch)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        idx = torch.randperm(n, generator=gen)[:batch_size]
+        loss = model.loss(train.batch(idx))["loss"]
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)   # the method's default clip (§1.7)
+        opt.step()
+    return start, _paired_cosine(model, batch)
+
+
+def test_defaults_turn_an_anti_aligned_init_into_aligned_pairs():
+    start, end = _train_from_anti_aligned(PMRL.Config())
+    assert start.mean() < -0.05 and (start < 0).float().mean() > 0.6     # the start really is anti-aligned
+    assert end.mean() > 0.5, f"paired embeddings end at mean cosine {end.mean():.3f}: anti-aligned or barely aligned"
+    assert (end > 0).float().mean() > 0.95
+
+
+def test_paper_temperature_and_weak_guard_stay_anti_aligned():
+    # the mechanism behind the defaults (methods/pmrl/__init__.py): L_align is blind to the cosine's sign and, at
+    # tau1 = 0.05, outpulls a guard of weight 0.1 near c = 0, so an anti-aligned start deepens instead of flipping
+    start, end = _train_from_anti_aligned(PMRL.Config(tau1=0.05, guard_weight=0.1))
+    assert end.mean() < start.mean() < 0

@@ -133,7 +133,7 @@ def test_bad_timeouts_are_refused(tmp_path):
 # --- bad database URLs, through the CLI -----------------------------------------------------------------------
 TINY_SUITE = """name: t
 methods: [mvae]
-benchmarks: [{name: digits-ms, overrides: [benchmark.dm=1]}]
+benchmarks: [{name: digits-ms, overrides: [benchmark.variants=1]}]
 obs_ratios: [1.0]
 seeds: [0]
 overrides: [trainer.progress=false, trainer.epochs=1, "eval.metrics=[probe_linear]"]

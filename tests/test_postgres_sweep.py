@@ -16,7 +16,7 @@ from conftest import python
 from postgres_server import pg_url  # noqa: F401  (a fixture)
 
 TINY = ["trainer.progress=false", "eval.metrics=[probe_linear]", "eval.probe_max_train=300"]
-BENCHMARKS = [{"name": "digits-ms", "overrides": ["benchmark.dm=1"]}, {"name": "bc-3view"}]
+BENCHMARKS = [{"name": "digits-ms", "overrides": ["benchmark.variants=1"]}, {"name": "bc-3view"}]
 TIMEOUT_S, HEARTBEAT_S = 20, 1
 
 

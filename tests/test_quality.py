@@ -1,6 +1,6 @@
 """MVAE learns a representation that carries the class on digits-ms, complete and half-paired (issue 2).
 
-Small budget (dm=1, 10 epochs) so the default suite stays fast; chance is 0.1 for both scores. The full-budget
+Small budget (variants=1, 10 epochs) so the default suite stays fast; chance is 0.1 for both scores. The full-budget
 figures from the README command are in the issue's closing note."""
 
 import pytest
@@ -12,7 +12,7 @@ from bench.store import ResultStore
 
 @pytest.mark.parametrize("rho", [1.0, 0.5])
 def test_mvae_on_digits_ms_is_well_above_chance(rho, tmp_path):
-    spec = resolve_spec(compose(["method=mvae", "benchmark=digits-ms", "benchmark.dm=1", f"obs_ratio={rho}",
+    spec = resolve_spec(compose(["method=mvae", "benchmark=digits-ms", "benchmark.variants=1", f"obs_ratio={rho}",
                                  "trainer.epochs=10", "trainer.progress=false", "eval.metrics=[probe_mlp,kmeans_acc]"]))
     record = run_one(spec, ResultStore(tmp_path)).record
     scores = {r.metric: r.value for r in record[record["split"] == "test"].itertuples()}

@@ -169,7 +169,7 @@ SUITE_OVERRIDES = ["trainer.progress=false", "eval.metrics=[probe_linear]", "eva
 def _suite(tmp_path: Path, epochs: int) -> Path:
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump({
-        "name": "scale", "methods": ["mvae"], "benchmarks": [{"name": "digits-ms", "overrides": ["benchmark.dm=1"]}],
+        "name": "scale", "methods": ["mvae"], "benchmarks": [{"name": "digits-ms", "overrides": ["benchmark.variants=1"]}],
         "obs_ratios": [1.0], "seeds": [0], "max_retries": 0,
         "overrides": [*SUITE_OVERRIDES, f"trainer.epochs={epochs}"]}))
     return path
@@ -248,7 +248,7 @@ def test_a_tuned_cell_of_two_worker_trials_prunes_frees_their_cpus_and_finishes(
 
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump({
-        "name": "tw", "methods": ["mvae"], "benchmarks": [{"name": "digits-ms", "overrides": ["benchmark.dm=1"]}],
+        "name": "tw", "methods": ["mvae"], "benchmarks": [{"name": "digits-ms", "overrides": ["benchmark.variants=1"]}],
         "obs_ratios": [1.0], "seeds": [0], "max_retries": 0,
         "tune": {"n_trials": 3, "epochs": 2, "grace_period": 1, "reduction_factor": 2},
         "search": {"mvae": {"trainer.lr": {"loguniform": [1.0e-4, 3.0e-3]}}},

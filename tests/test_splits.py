@@ -66,7 +66,7 @@ def test_stratified_split_is_deterministic_and_stratified():
 
 
 def test_load_splits_on_a_real_benchmark():
-    bench = BENCHMARKS.get("digits-ms")(BENCHMARKS.get("digits-ms").Config(dm=1))
+    bench = BENCHMARKS.get("digits-ms")(BENCHMARKS.get("digits-ms").Config(variants=1))
     train, val, test = load_splits(bench, 0.5, seed=3)
     assert bool(test.mask.all()) and bool(val.mask.all())  # evaluation splits are complete
     assert abs(float(train.mask.all(1).float().mean()) - 0.5) <= 1 / len(train)

@@ -21,7 +21,7 @@ TINY = ["trainer.progress=false", "trainer.epochs=2", "eval.metrics=[probe_linea
 
 
 def write_suite(tmp_path: Path, **kw) -> Path:
-    suite = {"name": "t", "methods": ["mvae"], "benchmarks": [{"name": "digits-ms", "overrides": ["benchmark.dm=1"]}],
+    suite = {"name": "t", "methods": ["mvae"], "benchmarks": [{"name": "digits-ms", "overrides": ["benchmark.variants=1"]}],
              "obs_ratios": [1.0], "seeds": [0], "overrides": TINY, "max_retries": 0, **kw}
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
@@ -54,7 +54,7 @@ def test_quick_suite_plans_every_registered_method():
 
 
 def test_sweep_records_every_run_then_resumes_with_nothing_to_do(tmp_path):
-    suite = write_suite(tmp_path, benchmarks=[{"name": "digits-ms", "overrides": ["benchmark.dm=1"]},
+    suite = write_suite(tmp_path, benchmarks=[{"name": "digits-ms", "overrides": ["benchmark.variants=1"]},
                                               {"name": "bc-3view"}], obs_ratios=[1.0, 0.5])
     first = sweep(["--suite", str(suite), "--cpus", "2"], tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -68,7 +68,7 @@ def test_sweep_records_every_run_then_resumes_with_nothing_to_do(tmp_path):
 
 
 def test_kill_midway_and_resume_trains_every_run_exactly_once(tmp_path):
-    suite = write_suite(tmp_path, benchmarks=[{"name": "digits-ms", "overrides": ["benchmark.dm=1"]},
+    suite = write_suite(tmp_path, benchmarks=[{"name": "digits-ms", "overrides": ["benchmark.variants=1"]},
                                               {"name": "bc-3view"}, {"name": "mfeat6"}], obs_ratios=[1.0, 0.5],
                         seeds=[0])
     env = {**os.environ, "MMRL_RESULTS": str(tmp_path / "results"), "RAY_AUTH_MODE": "disabled"}
@@ -135,7 +135,7 @@ def test_tuning_budget_prunes_with_asha_and_the_final_phase_uses_the_best(tmp_pa
 
 
 def test_a_crashing_run_is_recorded_failed_and_the_others_complete(tmp_path):
-    suite = write_suite(tmp_path, benchmarks=[{"name": "digits-ms", "overrides": ["benchmark.dm=1"]},
+    suite = write_suite(tmp_path, benchmarks=[{"name": "digits-ms", "overrides": ["benchmark.variants=1"]},
                                               {"name": "bc-3view", "overrides": ["debug.raise_at_step=0"]}],
                         max_retries=1)
     out = sweep(["--suite", str(suite), "--cpus", "2"], tmp_path)

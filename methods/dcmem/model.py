@@ -67,7 +67,8 @@ def direction_objective(rec: Tensor, log_q: Tensor, kl_z: Tensor, kl_w: Tensor, 
 
 
 def ordered_pairs(n_modalities: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(sources, targets) of the M (M - 1) ordered modality pairs (s, t), s != t, in ``itertools.permutations`` order."""
+    """(sources, targets) of the M (M - 1) ordered modality pairs (s, t), s != t, in ``itertools.permutations``
+    order."""
     pairs = tuple(itertools.permutations(range(n_modalities), 2))
     return tuple(s for s, _ in pairs), tuple(t for _, t in pairs)
 
