@@ -33,13 +33,13 @@ def _capable(method: str, capability: str) -> bool:
 
 
 def rung_methods(rung, methods: Iterable[str]) -> list[str]:
-    """The methods a rung applies to, among ``methods`` (never the floor itself)."""
+    """The methods a rung applies to, among ``methods`` (those the suite runs; never the floor itself)."""
     methods = sorted(m for m in set(methods) if m != FLOOR_METHOD)
     if rung.methods == "all":
         return methods
     if rung.methods == "generative":
         return [m for m in methods if _capable(m, "generate")]
-    return [m for m in rung.methods if m != FLOOR_METHOD]
+    return [m for m in rung.methods if m in methods]
 
 
 def _judge(value: float, floor: float, rung, higher: bool) -> str:

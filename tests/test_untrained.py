@@ -75,12 +75,28 @@ def _images(sizes: tuple[int, ...], n: int = 6):
     return spec, {"data": data, "mask": mask, "label": torch.zeros(n, dtype=torch.long)}
 
 
-def test_joint_concatenates_and_modalities_of_different_widths_share_one_space():
-    # 8x8 -> one stride-2 conv, 32 x 4 x 4 = 512 features; 16x16 -> two, 64 x 4 x 4 = 1024
+def test_default_floor_has_the_methods_latent_width_per_modality():
     spec, batch = _images((8, 16))
     cls = METHODS.get("untrained")
     torch.manual_seed(0)
     model = cls(spec, cls.Config())
+    emb = model.embed(batch)
+    assert emb["joint"].shape == (6, 2 * 16) and emb["m0"].shape == emb["m1"].shape == (6, 16)
+    assert torch.isnan(emb["joint"][:2]).all() and torch.isfinite(emb["joint"][2:]).all()
+    # each block is the modality's random head applied to its encoder's features
+    xs = {k: torch.nan_to_num(v) for k, v in batch["data"].items()}
+    expect = model.heads["m1"](model.encoders["m1"](xs["m1"]))
+    assert torch.allclose(emb["m1"][2:], expect[2:]) and not list(model.named_buffers())
+    with pytest.raises(ValueError, match="dim must be >= 0"):
+        cls(spec, cls.Config(dim=-1))
+
+
+def test_raw_features_joint_concatenates_and_modalities_of_different_widths_share_one_space():
+    # 8x8 -> one stride-2 conv, 32 x 4 x 4 = 512 features; 16x16 -> two, 64 x 4 x 4 = 1024
+    spec, batch = _images((8, 16))
+    cls = METHODS.get("untrained")
+    torch.manual_seed(0)
+    model = cls(spec, cls.Config(dim=0))
     emb = model.embed(batch)
     assert emb["joint"].shape == (6, 512 + 1024) and emb["m0"].shape == emb["m1"].shape == (6, 512)
     assert torch.isnan(emb["joint"][:2]).all() and torch.isfinite(emb["joint"][2:]).all()
