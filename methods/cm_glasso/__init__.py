@@ -27,7 +27,9 @@ penalty P = 1 - g_k(W) and the k grid (Tailored GLasso, Lingjaerde et al. 2021);
 * Penalty rescaling by the off-diagonal mean of P (k = 0 is then exactly the untailored problem); (k, lambda)
   chosen jointly by eBIC over a warm-started path instead of StARS.
 * Classification: QDA with Omega_k (ablation: Theta_0 + diag(Delta_k)); segmentation: the same joint fit per pixel
-  class on every patch's node-query attention logits, classified per patch and upsampled bilinearly.
+  class (majority class of each 4x4 patch) on every patch's node variables cos(W_v t_n, Q_j), on a class-balanced
+  sample of patches, QDA with equal priors per patch, class scores upsampled bilinearly (why each:
+  ``docs/cm_glasso-segmentation.md``).
 * The graph stage fits on the complete training rows when every class has at least 10 of them.
 """
 

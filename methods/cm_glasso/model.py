@@ -258,10 +258,11 @@ class CMGLasso(MultimodalMethod):
     # * a patch's features are its node variables cos(W_v t_n, Q_j) (NodeDistiller.patch_variables), not the
     #   attention logits: the logits say where a node looks, the values what it reads;
     # * the Gaussians are fitted on a class-balanced sample of patches (at most max_fit_patches / C per pixel
-    #   class): background is ~90 % of the patches, and with one penalty lambda for every class (in units of
-    #   N / C) a rare class's Delta_k is penalised ~100 times harder per sample than background's;
-    # * the decision uses equal priors: mean IoU weighs every class equally, and the empirical priors (log-odds
-    #   ~5 for background) put nearly every pixel in background (version 1: 0.08 mIoU, background IoU ~0.9).
+    #   class): background is ~93 % of the patches, and with one penalty lambda for every class (in units of
+    #   N / C) a digit class's Delta_k was penalised 100-200 times harder per sample than background's, its
+    #   density too flat to win any patch (version 1: every pixel background, 0.08 mIoU);
+    # * the decision uses equal priors: mean IoU weighs every class equally, and the balanced sample still holds
+    #   4-6 times more background than any digit.
     def _patch_features(self, batch: dict) -> Tensor:
         image = self._seg_modalities[0]
         j = self.modality_names.index(image)
