@@ -50,7 +50,7 @@ REAL_SHAPES = [("digits-mst", {"m1": (1, 16, 16), "m2": (3, 16, 16), "text": (8,
 
 
 def partly_observed_batch(name: str, n: int = 5):
-    """(spec, batch) of the first n training samples of a real benchmark (dm=1) where sample 0 misses the second
+    """(spec, batch) of the first n training samples of a real benchmark (variants=1) where sample 0 misses the second
     modality and sample 1 observes only the first."""
     import torch
 

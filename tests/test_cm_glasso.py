@@ -218,7 +218,7 @@ def test_structure_metrics_are_not_applicable_to_learned_nodes():
 
 
 def test_embeddings_before_and_after_the_graph_stage_respect_the_mask():
-    spec, train, _ = _split("digits-mst", {"dm": 1}, rho=0.5)
+    spec, train, _ = _split("digits-mst", {"variants": 1}, rho=0.5)
     model = _method(spec, n_nodes=8, dim=16, hidden=16)
     batch = train.batch(torch.arange(40))
     assert not batch["mask"].all()
@@ -235,7 +235,7 @@ def test_embeddings_before_and_after_the_graph_stage_respect_the_mask():
 
 
 def test_training_lowers_the_loss_and_the_graph_stage_classifies_digits():
-    spec, train, test = _split("digits-ms", {"dm": 1})
+    spec, train, test = _split("digits-ms", {"variants": 1})
     model = _method(spec, n_nodes=16)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     gen = torch.Generator().manual_seed(0)

@@ -262,7 +262,7 @@ def test_split_rows_and_rho_1_yields_no_unpaired_rows():
     assert unpaired.tolist() == [[False] * 3, [True, False, False], [False] * 3, [False, False, True], [False] * 3]
     cls = BENCHMARKS.get("digits-ms")
     for rho in (1.0, 0.5):
-        train = load_splits(cls(cls.Config(dm=1)), rho, seed=0)[0]
+        train = load_splits(cls(cls.Config(variants=1)), rho, seed=0)[0]
         n_unpaired = sum(int(split_rows(b["mask"])[1].sum()) for b in train.batches(64))
         assert (n_unpaired == 0) == (rho == 1.0)
 
@@ -363,9 +363,9 @@ def loop_reference(model, batch):
 
 
 def _real_batch(name, n, observed):
-    """The first n training samples of a real benchmark (dm=1) with the mask ``observed`` (None: complete)."""
+    """The first n training samples of a real benchmark (variants=1) with the mask ``observed`` (None: complete)."""
     cls = BENCHMARKS.get(name)
-    bench = cls(cls.Config(dm=1))
+    bench = cls(cls.Config(variants=1))
     batch = bench.build()[0].batch(torch.arange(n))
     if observed is not None:
         batch["mask"] = torch.tensor(observed, dtype=torch.bool)

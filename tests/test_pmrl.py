@@ -154,7 +154,7 @@ def test_one_modality_instance_contributes_to_reg_only():
 
 
 def test_warmup_and_guard_flags():
-    bench = BENCHMARKS.get("digits-ms")(make_config(BENCHMARKS.get("digits-ms").Config, {"dm": 1}, "digits-ms"))
+    bench = BENCHMARKS.get("digits-ms")(make_config(BENCHMARKS.get("digits-ms").Config, {"variants": 1}, "digits-ms"))
     spec, train = bench.spec(), load_splits(bench, 1.0, seed=0)[0]
     batch = train.batch(torch.arange(16))
     torch.manual_seed(0)
@@ -172,7 +172,7 @@ def test_warmup_and_guard_flags():
 @pytest.mark.parametrize("joint", ["leading", "mean"])
 def test_embed_shapes_on_digits_ms(joint):
     cls = BENCHMARKS.get("digits-ms")
-    bench = cls(make_config(cls.Config, {"dm": 1}, "digits-ms"))
+    bench = cls(make_config(cls.Config, {"variants": 1}, "digits-ms"))
     spec = bench.spec()
     train = load_splits(bench, 0.5, seed=0)[0]
     batch = train.batch(torch.arange(32))
@@ -233,7 +233,7 @@ def test_gram_loss_prefers_aligned_pairs_ignores_incomplete_instances_and_stays_
 
 
 def test_pmrl_objective_gram_trains_its_temperature():
-    bench = BENCHMARKS.get("digits-ms")(make_config(BENCHMARKS.get("digits-ms").Config, {"dm": 1}, "digits-ms"))
+    bench = BENCHMARKS.get("digits-ms")(make_config(BENCHMARKS.get("digits-ms").Config, {"variants": 1}, "digits-ms"))
     spec, train = bench.spec(), load_splits(bench, 0.5, seed=0)[0]
     batch = train.batch(torch.arange(32))
     torch.manual_seed(0)
@@ -248,7 +248,7 @@ def test_pmrl_objective_gram_trains_its_temperature():
 
 
 def test_gram_objective_runs_its_encoders_under_autocast_and_the_volume_in_float32():
-    bench = BENCHMARKS.get("digits-ms")(make_config(BENCHMARKS.get("digits-ms").Config, {"dm": 1}, "digits-ms"))
+    bench = BENCHMARKS.get("digits-ms")(make_config(BENCHMARKS.get("digits-ms").Config, {"variants": 1}, "digits-ms"))
     spec, train = bench.spec(), load_splits(bench, 1.0, seed=0)[0]
     batch = train.batch(torch.arange(16))
     torch.manual_seed(0)
@@ -266,7 +266,7 @@ def test_gram_objective_runs_its_encoders_under_autocast_and_the_volume_in_float
 
 def _digits_batch(obs_ratio: float, n: int = 32):
     cls = BENCHMARKS.get("digits-ms")
-    bench = cls(make_config(cls.Config, {"dm": 1}, "digits-ms"))
+    bench = cls(make_config(cls.Config, {"variants": 1}, "digits-ms"))
     return bench.spec(), load_splits(bench, obs_ratio, seed=0)[0].batch(torch.arange(n))
 
 
