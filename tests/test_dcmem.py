@@ -363,9 +363,9 @@ def loop_reference(model, batch):
 
 
 def _real_batch(name, n, observed):
-    """The first n training samples of a real benchmark (variants=1) with the mask ``observed`` (None: complete)."""
+    """The first n training samples of a real benchmark (its default build) with the mask ``observed`` (None: complete)."""
     cls = BENCHMARKS.get(name)
-    bench = cls(cls.Config(variants=1))
+    bench = cls(cls.Config())
     batch = bench.build()[0].batch(torch.arange(n))
     if observed is not None:
         batch["mask"] = torch.tensor(observed, dtype=torch.bool)
