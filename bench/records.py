@@ -32,7 +32,7 @@ SCHEMA = pa.schema([
     ("target", pa.string()),        # what the metric was computed on: "joint", a modality, "m1->m2", "" for a scalar
     ("value", pa.float64()),        # NaN when status is "not_applicable"
     ("higher_is_better", pa.bool_()),
-    ("split", pa.string()),         # "test" | "val" | "train"
+    ("split", pa.string()),         # "test" | "val" | "train" | "chance" (the metric's chance level, bench/eval/chance.py)
     ("status", pa.string()),        # "done" | "pruned" | "not_applicable"
     ("epoch", pa.int64()),
     ("wall_s", pa.float64()),

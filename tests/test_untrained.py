@@ -183,6 +183,13 @@ def test_chance_rows_are_written_beside_each_done_metric_and_match_the_definitio
     assert {chance["paired_unpaired_w2", t] for t in ("a->b", "b->a", "mean")} == {1.0}
 
 
+def test_kmeans_chance_follows_the_split_the_protocol_scores():
+    ctx = _toy_context()
+    assert chance_levels(ctx, "kmeans_acc", ["joint"]) == pytest.approx({"joint": 0.2})  # test: 4 of 20 in class 0
+    ctx.cfg["kmeans_score"] = "train"   # MVP's protocol scores the training set, where class 0 is 14 of 30
+    assert chance_levels(ctx, "kmeans_acc", ["joint"]) == pytest.approx({"joint": 14 / 30})
+
+
 def test_retrieval_chance_with_copies_of_the_keys():
     # b's 20 test rows are 10 items seen twice: a->b competes with the 18 keys of other items, b->a with all 19
     ctx = _toy_context(b_groups=np.repeat(np.arange(10), 2))

@@ -10,7 +10,8 @@ Definitions (docs/evaluation.md, "Chance levels and the untrained floor"):
 
 * class accuracies (probes, the method's own classifier, coherence, k-means ACC): the test frequency of the
   majority training class, which is what a predictor that always answers that class scores (cross coherence: on
-  the test samples it is scored on; k-means ACC: one cluster holding everything, Hungarian-matched). Joint
+  the test samples it is scored on; k-means ACC: one cluster holding everything, Hungarian-matched, on the
+  split k-means is scored on). Joint
   coherence (class agreement of unconditional samples) takes the same number as its reference: modalities
   whose classes are drawn independently from the class frequencies p agree with probability sum_c p_c^M, which
   is at most that;
@@ -65,6 +66,13 @@ def _majority(ctx: EvalContext, targets: Iterable[str]) -> dict[str, float]:
     return {t: rate for t in targets}
 
 
+def _kmeans_majority(ctx: EvalContext, targets: Iterable[str]) -> dict[str, float]:
+    # the split k-means is scored on: the test set by default, the training set under MVP's protocol (eval=mvp)
+    scored = ctx.cfg.get("kmeans_score") or "test"
+    rate = majority_rate(ctx.labels("train"), ctx.labels(scored))
+    return {t: rate for t in targets}
+
+
 def _coherence_majority(ctx: EvalContext, targets: Iterable[str]) -> dict[str, float]:
     # the labels of the very test samples coherence is scored on (a seeded subset when the test split is large)
     from bench.eval.generative import _eval_set, _n_eval
@@ -109,7 +117,7 @@ CHANCE: dict[str, Callable[[EvalContext, Iterable[str]], dict[str, float]]] = {
     "probe_linear": _majority,
     "probe_mlp": _majority,
     "predict_acc": _majority,
-    "kmeans_acc": _majority,
+    "kmeans_acc": _kmeans_majority,
     "coherence_cross": _coherence_majority,
     "coherence_joint": _majority,
     "kmeans_nmi": _same(0.0),
