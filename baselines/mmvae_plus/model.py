@@ -11,11 +11,11 @@ from bench.method import MultimodalMethod
 from bench.nn.dists import laplace_log_prob, log_likelihood
 from bench.nn.iwae import ESTIMATORS, needs_detached_q
 from bench.nn.laplace import LaplaceHead, laplace_log_density, laplace_rsample, log_mixture_laplace, softmax_scale
-from bench.nn.modules import (build_decoder, build_encoder, likelihood_mean, observed_inputs, observed_mean,
-                              pick_observed, posterior_embeddings, reconstruction_weights, without)
+from bench.nn.modules import (IMAGE_LIKELIHOODS, build_decoder, build_encoder, likelihood_mean, modality_likelihoods,
+                              observed_inputs, observed_mean, pick_observed, posterior_embeddings,
+                              reconstruction_weights, without)
 from bench.registry import register_method
 
-IMAGE_LIKELIHOODS = ("auto", "laplace")
 GENERATE_Z = ("component", "mean")
 
 
@@ -74,9 +74,7 @@ class MMVAEPlus(MultimodalMethod):
         mods = spec.modalities
         self._validate(cfg, len(mods))
         self.weights = reconstruction_weights(cfg.recon_weights, len(mods))
-        self.likelihoods = tuple(
-            "laplace" if cfg.image_likelihood == "laplace" and m.kind == "image" else m.likelihood for m in mods
-        )
+        self.likelihoods = modality_likelihoods(mods, cfg.image_likelihood)
         dz, dw = cfg.latent_dim, cfg.private_dim
         self.z_encoders = nn.ModuleDict({m.name: build_encoder(m, cfg.hidden) for m in mods})
         self.z_heads = nn.ModuleDict({m.name: LaplaceHead(self.z_encoders[m.name].out_dim, dz) for m in mods})
@@ -137,11 +135,8 @@ class MMVAEPlus(MultimodalMethod):
         return rsample(post.z_loc, post.z_scale), rsample(post.w_loc, post.w_scale)
 
     def modality_log_likelihood(self, j: int, x: Tensor, params: Tensor) -> Tensor:
-        kind = self.likelihoods[j]
-        if kind == "laplace":  # dists' "laplace" has unit scale; the paper fixes it at 0.75
-            logscale = torch.full((), math.log(self.cfg.laplace_scale), dtype=params.dtype, device=params.device)
-            return laplace_log_prob(x.to(params.dtype), params, logscale).flatten(1).sum(1)
-        return log_likelihood(x, params, kind)
+        # the paper fixes the Laplace scale of images at 0.75 (laplace_scale)
+        return log_likelihood(x, params, self.likelihoods[j], self.cfg.laplace_scale)
 
     def target_log_likelihood(self, j: int, z: Tensor, w: Tensor, x: Tensor) -> Tensor:
         """[S, K, B]: log p(x_j | z, w) of target j for latents z, w [S, K, B, .]; the decoder runs once on all

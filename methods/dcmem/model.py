@@ -15,15 +15,15 @@ from bench.data.contracts import Modality
 from bench.method import MultimodalMethod
 from bench.nn.dists import gaussian_log_prob, iwae_bound, kl_normal, log_likelihood, log_mixture_normal, reparameterize
 from bench.nn.mi import info_nce, mws_mutual_information
-from bench.nn.modules import (GaussianHead, build_decoder, build_encoder, likelihood_mean, observed_inputs,
-                              observed_mean, pick_observed, posterior_embeddings, without)
+from bench.nn.modules import (IMAGE_LIKELIHOODS, GaussianHead, build_decoder, build_encoder, likelihood_mean,
+                              modality_likelihoods, observed_inputs, observed_mean, pick_observed,
+                              posterior_embeddings, without)
 from bench.registry import register_method
 
 #: posterior standard deviations are floored at 1e-3, as MEME clamps them (``thwjoy/meme:models/networks.py``)
 LOGVAR_MIN = 2 * math.log(1e-3)
 CLS_PRIVATE = ("prior", "posterior")
 ANCHOR_SPACES = ("data", "feature")
-IMAGE_LIKELIHOODS = ("auto", "laplace")
 GENERATE_Z = ("sample", "mean")
 
 
@@ -139,9 +139,7 @@ class DCMEM(MultimodalMethod):
         super().__init__(spec, cfg)
         mods = spec.modalities
         self._validate(cfg, len(mods))
-        self.likelihoods = tuple(
-            "laplace" if cfg.image_likelihood == "laplace" and m.kind == "image" else m.likelihood for m in mods
-        )
+        self.likelihoods = modality_likelihoods(mods, cfg.image_likelihood)
         dz, dw = cfg.latent_dim, cfg.private_dim
         self.z_encoders = nn.ModuleDict({m.name: build_encoder(m, cfg.hidden) for m in mods})
         self.z_heads = nn.ModuleDict({m.name: GaussianHead(self.z_encoders[m.name].out_dim, dz) for m in mods})
