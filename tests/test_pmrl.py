@@ -354,6 +354,6 @@ def test_defaults_turn_an_anti_aligned_init_into_aligned_pairs():
 
 def test_a_weak_guard_lets_the_sign_blind_alignment_loss_deepen_an_anti_aligned_start():
     # the mechanism behind guard_weight = 3 (methods/pmrl/__init__.py): L_align sees only |cos|, so at the default
-    # tau1 a guard of weight 0.1 (METHODS.md §1.5's suggestion) loses to it and the pairs end almost opposite
+    # tau1 a guard of weight 0.1 (the default of PMRL versions 1-2) loses to it and the pairs end almost opposite
     start, end = _train_from_anti_aligned(PMRL.Config(guard_weight=0.1))
     assert end.mean() < start.mean() < 0 and end.mean() < -0.5

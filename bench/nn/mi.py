@@ -102,7 +102,7 @@ def mws_mutual_information(z: Tensor, z_mu: Tensor, z_logvar: Tensor, w: Tensor,
 
 
 def info_nce(a: Tensor, b: Tensor, tau: float = 0.1, symmetric: bool = True, mask: Tensor | None = None) -> Tensor:
-    """InfoNCE loss of paired rows a_i, b_i [..., B, D] on cosine similarities (METHODS.md §2.3 L_NCE):
+    """InfoNCE loss of paired rows a_i, b_i [..., B, D] on cosine similarities (DCMEM's L_NCE, methods/dcmem/__init__.py):
 
         CE(cos(a_i, b_j) / tau over j, target i), averaged over i;
 

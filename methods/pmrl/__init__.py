@@ -21,7 +21,7 @@ are what ``protocol=paper`` sets; the harness defaults differ (below).
 * Anti-alignment guard (Config ``guard``, default on, weight ``guard_weight`` = 3; not in the official code):
   + mu mean_i sum_m relu(-(z_i^m . v_i)), since rank 1 also admits anti-aligned rows.
 * Sign and temperatures (version 3; **differs from the paper**: tau1 = 0.5 and tau2 = 0.5 instead of 0.05 and 0.1,
-  and mu = 3 instead of METHODS.md §1.5's 0.1). The official code needs none of this because it fine-tunes
+  and mu = 3 instead of the 0.1 of PMRL versions 1-2). The official code needs none of this because it fine-tunes
   pretrained encoders whose paired embeddings already agree in sign and class; from scratch, the old defaults failed
   on the instance-paired digits-ms control, where m2 is a restyled copy of m1.
   Sign. With two modalities sigma = sqrt(1 +/- |c|) (c the paired cosine), so L_align depends on |c| only and pushes
