@@ -70,9 +70,9 @@ def evaluate_ladder(records: pd.DataFrame, rungs: Sequence, methods: Iterable[st
 
     ``methods``: the methods the suite plans (so that a method with no run reads ``missing``); default: those in
     ``records``."""
-    scores = tb.run_scores(tb.final_phase(records, None)[0]) if len(records) else tb.run_scores(records)
+    scores = tb.run_scores(tb.final_phase(records, None)[0])
     known = set(methods) if methods is not None else set(scores["method"])
-    directions = tb.metric_directions({r.metric for r in rungs}, records) if len(records) else {}
+    directions = tb.metric_directions({r.metric for r in rungs}, records)
     rows = []
     for i, rung in enumerate(rungs, 1):
         ratio = tb._ratio(rung.obs_ratio)
