@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 import traceback
@@ -21,7 +22,7 @@ from bench.eval.evaluate import evaluate
 from bench.records import make_rows
 from bench.registry import BENCHMARKS, METHODS, METRICS
 from bench.spec import RunSpec, canonical_json, compute_run_id, derive_seed
-from bench.store import ClaimHeld, ResultStore
+from bench.store import ClaimHeld, ResultStore, owner_id
 from bench.train.config import EvalConfig, TrainerConfig
 from bench.train.loop import train
 
@@ -116,6 +117,7 @@ def run_one(spec: dict, store: ResultStore, force: bool = False,
         row = store.index_row(run_id) or {}
         raise ClaimHeld(f"run {run_id} is being trained by another process ({row.get('owner', '?')}); "
                         "wait for it or use another results folder")
+    _log_training(run_id)
     t0 = time.perf_counter()
     if force:  # retrain from scratch, not from the finished run's last checkpoint
         shutil.rmtree(store.checkpoint_dir(run_id), ignore_errors=True)
@@ -137,6 +139,19 @@ def run_one(spec: dict, store: ResultStore, force: bool = False,
         store.mark(run_id, "failed", error=msg + "\n" + traceback.format_exc(limit=20))
         raise RunFailed(f"run {run_id} failed: {msg}") from e
     return RunOutcome(run_id, "done", record, time.perf_counter() - t0)
+
+
+def _log_training(run_id: str) -> None:
+    """One line per training started, appended to the file named by ``MMRL_TRAINING_LOG`` (unset: nothing): the
+    audit trail that lets fault-injection tests (and operators) count trainings rather than record files."""
+    path = os.environ.get("MMRL_TRAINING_LOG")
+    if path:
+        # one short write with O_APPEND: lines of concurrent processes do not interleave
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{run_id} {owner_id()}\n".encode())
+        finally:
+            os.close(fd)
 
 
 def _execute(spec: dict, run_id: str, store: ResultStore, progress,

@@ -223,18 +223,48 @@ def _atomic_write(path: Path, write) -> None:
             tmp.unlink()
 
 
+def open_error(url: str, e: BaseException) -> str:
+    """One line for an index that cannot be opened; a damaged SQLite file gets the command that rebuilds it."""
+    text = f"cannot open the store index {mask_url(url)}: {db_error(e, url)}"
+    if url.startswith("sqlite") and isinstance(e, sa.exc.DatabaseError) and "not a database" in str(e):
+        text += ("; the records beside it are the truth: `python -m bench store rebuild --results <folder>` "
+                 "moves the damaged file aside and rebuilds the index from them")
+    return text
+
+
+def _read_only_engine(url: str) -> sa.Engine | None:
+    """An engine that cannot write: SQLite opened with mode=ro (None when the file does not exist: nothing was
+    indexed yet); any other database as given, for reads only."""
+    if not url.startswith("sqlite"):
+        return engine_for(url)
+    path = make_url(url).database
+    if not path or not Path(path).exists():
+        return None
+    return sa.create_engine(f"sqlite:///file:{Path(path).resolve()}?mode=ro&uri=true")
+
+
 class ResultStore:
     def __init__(self, root: str | os.PathLike, index_url: str | None = None, claim_timeout_s: float | None = None,
-                 heartbeat_s: float | None = None):
+                 heartbeat_s: float | None = None, read_only: bool = False):
+        """``read_only``: for readers (the report, ``bench ls runs``): creates no folder, no index file and no table;
+        an index that does not exist yet reads as empty; every write raises BenchError."""
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        if read_only:
+            if not self.root.is_dir():
+                raise BenchError(f"no results folder at {self.root} (give --results or set MMRL_RESULTS)")
+        else:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.index_url = index_url or f"sqlite:///{(self.root / 'index.sqlite').resolve()}"
         self.heartbeat_s = float(heartbeat_s if heartbeat_s is not None else HEARTBEAT_S)
         self.claim_timeout_s = float(claim_timeout_s if claim_timeout_s is not None else CLAIM_TIMEOUT_S)
         if not (self.heartbeat_s > 0 and self.claim_timeout_s >= 2 * self.heartbeat_s):
             raise BenchError(f"the claim timeout ({self.claim_timeout_s:g} s) must be at least twice the heartbeat "
                              f"interval ({self.heartbeat_s:g} s), which must be positive")
+        if read_only:
+            self.engine = _read_only_engine(self.index_url)
+            return
         self.engine = engine_for(self.index_url)  # BenchError for a URL without its driver
         try:
             with self.engine.begin() as c:
@@ -243,12 +273,12 @@ class ResultStore:
                     c.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
                 _meta.create_all(c)
         except Exception as e:  # the raw message may echo the URL: never let the password through
-            raise BenchError(f"cannot open the store index {mask_url(self.index_url)}: {db_error(e, self.index_url)}") from None
+            raise BenchError(open_error(self.index_url, e)) from None
 
     def handle(self) -> dict:
         """Keyword arguments that open this same store in another process (a Ray worker on another node)."""
         return {"root": str(self.root.resolve()), "index_url": self.index_url, "claim_timeout_s": self.claim_timeout_s,
-                "heartbeat_s": self.heartbeat_s}
+                "heartbeat_s": self.heartbeat_s, "read_only": self.read_only}
 
     def __repr__(self) -> str:
         return f"ResultStore({str(self.root)!r}, index={mask_url(self.index_url)!r})"
@@ -392,6 +422,8 @@ class ResultStore:
                                             RUNS.c.status.in_(HELD)))
 
     def index_frame(self) -> pd.DataFrame:
+        if self.engine is None or (self.read_only and not sa.inspect(self.engine).has_table("runs")):
+            return pd.DataFrame(columns=[c.name for c in RUNS.columns])  # a read-only store with no index yet
         with self.engine.connect() as c:
             return pd.read_sql(sa.select(RUNS), c)
 
