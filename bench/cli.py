@@ -24,14 +24,25 @@ def _console():
     return Console(stderr=False, highlight=False)
 
 
+def figure_data_metrics(metrics) -> list[str]:
+    """The metrics among ``metrics`` whose rows are data for a figure (``ranked=False``: quantiles, a matrix), not
+    scores: dozens of rows per run that the report draws."""
+    from bench.registry import METRICS
+
+    return sorted({m for m in metrics if m in METRICS and not METRICS.get(m).ranked})
+
+
 def results_table(record, title: str):
+    """The test metrics of a run; figure data stays in the record and the report, named in the caption."""
     from rich.table import Table
 
     test = record[(record["split"] == "test")]
-    table = Table(title=title)
+    figures = figure_data_metrics(test["metric"].unique())
+    table = Table(title=title, caption=f"figure data in the record and the report: {', '.join(figures)}"
+                  if figures else None)
     for col in ("metric", "target", "value"):
         table.add_column(col, justify="right" if col == "value" else "left")
-    for r in test.itertuples():
+    for r in test[~test["metric"].isin(figures)].itertuples():
         value = "n/a" if r.status == "not_applicable" or math.isnan(r.value) else f"{r.value:.4f}"
         table.add_row(r.metric, r.target, value)
     return table
@@ -82,12 +93,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_id = compute_run_id(spec)
     console = _console()
     label = f"{spec['method']['name']} on {spec['benchmark']['name']} (obs_ratio={spec['obs_ratio']}, seed={spec['seed']})"
+    requested = int(spec["trainer"].get("workers", 1))
     if store.is_done(run_id) and not args.force:
-        console.print(f"already done: {label}, run {run_id}; showing the stored result (--force retrains)")
         outcome_record = store.get(run_id)
+        console.print(f"already done: {label}{trained_by(outcome_record, requested)}, run {run_id}; showing the "
+                      "stored result (--force retrains)")
     else:
         _check_data(spec)
-        console.print(f"training {label}, run {run_id}")
+        console.print(f"training {label}{f' on {requested} workers' if requested > 1 else ''}, run {run_id}")
         progress = Progress(console, spec["trainer"]["epochs"]) if spec["trainer"]["progress"] else None
         try:
             outcome = run_one(spec, store, force=args.force, progress=progress)
@@ -95,10 +108,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             if progress:
                 progress.close()
         outcome_record = outcome.record
-        console.print(f"done in {outcome.wall_s:.1f} s")
+        console.print(f"done in {outcome.wall_s:.1f} s{trained_by(outcome_record, requested)}")
     console.print(results_table(outcome_record, f"{label}: test metrics"))
     console.print(f"record: {store.record_path(run_id)}")
     return 0
+
+
+def trained_by(record, requested: int) -> str:
+    """" by N workers" from the record (how many data-parallel workers trained it) when that is not one process
+    or not what this command asked for (the worker count is not part of the run's identity), else ""."""
+    n = int(record["workers"].iloc[0]) if record is not None and len(record) else requested
+    return f" by {n} worker{'s' if n != 1 else ''}" if n > 1 or n != requested else ""
 
 
 def _check_data(spec: dict) -> None:
@@ -276,6 +296,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
     what = args.what
     console = _console()
+    if what == "runs":
+        return _ls_runs(console, args)
     if what in ("methods", "all"):
         t = Table(title="methods")
         for c in ("name", "kind", "version", "capabilities"):
@@ -321,6 +343,81 @@ def cmd_ls(args: argparse.Namespace) -> int:
         for name, info in METRICS.items():
             t.add_row(name, "higher" if info.higher_is_better else "lower", ", ".join(info.needs), info.description)
         console.print(t)
+    return 0
+
+
+def run_listing(store) -> list[dict]:
+    """Every run the store knows, from its records (checked readable) and its index: one dict each with run_id,
+    method, benchmark, obs_ratio, seed, suite, status and detail. A torn or unreadable record is listed as
+    ``corrupt``, with why, never left out."""
+    from bench.store import HELD, record_problem
+
+    index = store.index_frame().set_index("run_id", drop=False)
+    ids = sorted(set(index.index) | {p.name[: -len(".parquet")] for p in store.runs_dir.glob("*.parquet")})
+    out = []
+    for rid in ids:
+        row = index.loc[rid].to_dict() if rid in index.index else {}
+        problem = record_problem(store.record_path(rid))
+        status, detail = row.get("status") or "unindexed", ""
+        if problem is None:
+            status = "done"
+        elif problem != "missing":
+            status, detail = "corrupt", f"record {problem}; a sweep trains it again"
+        elif status == "done":
+            status, detail = "lost", "indexed done but the record is missing; a sweep trains it again"
+        elif status in HELD:
+            stale = store.claim_is_stale(row.get("owner"), row.get("updated_at"))
+            detail = f"{row.get('owner')}{' (stale: will be taken over)' if stale else ''}"
+        elif row.get("error"):
+            detail = str(row["error"]).strip().splitlines()[0][:120]
+        meta = row
+        if not row.get("method"):
+            spec = store.get_spec(rid) if store.spec_path(rid).exists() else None
+            meta = {"method": ((spec or {}).get("method") or {}).get("name"), "seed": (spec or {}).get("seed"),
+                    "benchmark": ((spec or {}).get("benchmark") or {}).get("name"),
+                    "obs_ratio": (spec or {}).get("obs_ratio"), "suite": (spec or {}).get("suite")}
+        out.append({"run_id": rid, **{k: meta.get(k) for k in ("method", "benchmark", "obs_ratio", "seed", "suite")},
+                    "status": status, "detail": detail})
+    return out
+
+
+def _ls_runs(console, args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from bench.store import ResultStore, mask_url
+    from reports.cli import results_dir
+
+    store = ResultStore(results_dir(args.results), args.index_url, read_only=True)
+    runs = [r for r in run_listing(store) if not args.suite or r["suite"] == args.suite]
+    t = Table(title=f"runs in {store.root} (index {escape(mask_url(store.index_url))})")
+    for c in ("run_id", "method", "benchmark", "rho", "seed", "suite", "status", "detail"):
+        t.add_column(c, no_wrap=c in ("run_id", "status"))
+    for r in runs:
+        rho = "" if r["obs_ratio"] is None else f"{float(r['obs_ratio']):g}"
+        t.add_row(r["run_id"], *(escape(str(r[k] if r[k] is not None else "")) for k in ("method", "benchmark")),
+                  rho, "" if r["seed"] is None else str(r["seed"]), escape(str(r["suite"] or "")), r["status"],
+                  escape(r["detail"]))
+    console.print(t)
+    counts = {}
+    for r in runs:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no runs")
+    return 0
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    from bench.store import mask_url, rebuild
+    from reports.cli import results_dir
+
+    store, changed, moved = rebuild(results_dir(args.results), args.index_url)
+    if moved is not None:
+        print(f"the damaged index was moved to {moved}")
+    print(f"index {mask_url(store.index_url)} rebuilt from {store.runs_dir}: {len(changed['done'])} done, "
+          f"{len(changed['dropped'])} marked done without a readable record dropped (they will be trained again), "
+          f"{len(changed['unreadable'])} unreadable records (trained again by the next sweep)")
+    for rid in changed["unreadable"]:
+        print(f"  unreadable: {store.record_path(rid)}")
     return 0
 
 
@@ -375,8 +472,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parser(sub)
     ls = sub.add_parser("ls", help="list registered methods, benchmarks or metrics")
-    ls.add_argument("what", nargs="?", default="all", choices=("methods", "benchmarks", "metrics", "suites", "all"))
+    ls.add_argument("what", nargs="?", default="all",
+                    choices=("methods", "benchmarks", "metrics", "suites", "runs", "all"))
+    ls.add_argument("--results", help="runs: results folder (default: $MMRL_RESULTS or ./results)")
+    ls.add_argument("--store", "--index-url", dest="index_url", metavar="URL",
+                    help="runs: the run index the sweep used (default: SQLite in the results folder)")
+    ls.add_argument("--suite", help="runs: only this suite's runs")
     ls.set_defaults(func=cmd_ls)
+    st = sub.add_parser("store", help="maintain the result store: rebuild its index from the records",
+                        description="rebuild: the records are the truth. A SQLite index that cannot be opened is "
+                                    "moved aside and made anew; every readable record becomes a done row, done rows "
+                                    "without a readable record are dropped (trained again by the next sweep).")
+    st.add_argument("action", choices=("rebuild",))
+    st.add_argument("--results", help="results folder (default: $MMRL_RESULTS or ./results)")
+    st.add_argument("--store", "--index-url", dest="index_url", metavar="URL",
+                    help="the run index (default: SQLite in the results folder)")
+    st.set_defaults(func=cmd_store)
     data = sub.add_parser("data", help="the paper datasets on disk: what is present, what is missing, where to get it")
     data.add_argument("action", choices=("check",))
     data.add_argument("--suite", default="paper", help="the suite whose benchmarks are checked (default: paper)")

@@ -21,8 +21,8 @@ from bench.eval.context import EvalContext
 from bench.eval.evaluate import evaluate
 from bench.records import make_rows
 from bench.registry import BENCHMARKS, METHODS, METRICS
-from bench.spec import RunSpec, canonical_json, compute_run_id, derive_seed
-from bench.store import ClaimHeld, ResultStore, owner_id
+from bench.spec import RunSpec, compute_run_id, data_key, derive_seed
+from bench.store import ClaimHeld, ClaimLost, ResultStore, connection_lost, owner_id
 from bench.train.config import EvalConfig, TrainerConfig
 from bench.train.loop import train
 
@@ -113,16 +113,22 @@ def run_one(spec: dict, store: ResultStore, force: bool = False,
         return RunOutcome(run_id, "cached", store.get(run_id))
     meta = {"method": spec["method"]["name"], "benchmark": spec["benchmark"]["name"],
             "obs_ratio": spec["obs_ratio"], "seed": spec["seed"], "suite": spec.get("suite", "")}
+    problem = store.record_problem(run_id)
+    if problem not in (None, "missing"):
+        # a torn or unreadable record is not done: say so, keep the file aside for inspection, train again
+        log.warning("run %s: its record is %s; training it again", run_id, problem)
     if not store.claim(run_id, meta, force=force):
         row = store.index_row(run_id) or {}
         raise ClaimHeld(f"run {run_id} is being trained by another process ({row.get('owner', '?')}); "
                         "wait for it or use another results folder")
+    store.quarantine(run_id)
     _log_training(run_id)
     t0 = time.perf_counter()
     if force:  # retrain from scratch, not from the finished run's last checkpoint
         shutil.rmtree(store.checkpoint_dir(run_id), ignore_errors=True)
     try:
-        store.mark(run_id, "running")
+        if not store.mark(run_id, "running"):
+            raise ClaimLost(f"run {run_id}: claim taken over before training started, now {store.holder(run_id)}")
         with store.heartbeat(run_id):
             if int(spec["trainer"].get("workers", 1)) > 1:
                 from bench.train.distributed import run_distributed
@@ -134,9 +140,17 @@ def run_one(spec: dict, store: ResultStore, force: bool = False,
     except KeyboardInterrupt:
         store.release(run_id)
         raise
+    except ClaimLost:  # said once, by whoever called (the CLI's error line, the sweep's note)
+        raise
     except Exception as e:
+        if connection_lost(e) is not None:  # the index went away: not the run's failure, and nowhere to write it
+            raise
         msg = f"{type(e).__name__}: {e}"
-        store.mark(run_id, "failed", error=msg + "\n" + traceback.format_exc(limit=20))
+        if not store.mark(run_id, "failed", error=msg + "\n" + traceback.format_exc(limit=20)):
+            # the claim was taken over while this process stalled: the run is the new owner's, and this late
+            # failure must not overwrite its row (a "failed" row would let a third process start it again)
+            raise ClaimLost(f"run {run_id} failed ({msg.splitlines()[0]}) after its claim was taken over by "
+                            f"{store.holder(run_id)}; nothing written") from e
         raise RunFailed(f"run {run_id} failed: {msg}") from e
     return RunOutcome(run_id, "done", record, time.perf_counter() - t0)
 
@@ -154,10 +168,25 @@ def _log_training(run_id: str) -> None:
             os.close(fd)
 
 
+def still_owned(store: ResultStore, run_id: str, owner: str):
+    """The check the training loop makes at each epoch boundary: does ``owner`` still hold the run? An index that
+    cannot be reached for a moment counts as yes: the final compare-and-swap in ``store.put`` decides."""
+    def check() -> bool:
+        try:
+            return store.owns(run_id, owner)
+        except Exception as e:
+            log.debug("run %s: ownership check failed (%s); going on", run_id, type(e).__name__)
+            return True
+    return check
+
+
 def _execute(spec: dict, run_id: str, store: ResultStore, progress,
-             tune_report_key: str | None = None) -> pd.DataFrame | None:
+             tune_report_key: str | None = None, owner: str | None = None) -> pd.DataFrame | None:
     """Build, train, evaluate, store. In a data-parallel worker (bench.train.distributed) every worker trains
-    and only rank 0 evaluates and writes the record; the others return None."""
+    and only rank 0 evaluates and writes the record; the others return None. ``owner`` holds the claim (this
+    process, or the process that started the workers): training stops at the first epoch boundary where it does
+    not, and the record is written only under its claim."""
+    owner = owner or owner_id()
     t0 = time.perf_counter()
     method_cls = METHODS.get(spec["method"]["name"])
     bench_cls = BENCHMARKS.get(spec["benchmark"]["name"])
@@ -165,11 +194,13 @@ def _execute(spec: dict, run_id: str, store: ResultStore, progress,
     bspec = benchmark.spec()
     trainer = spec["trainer"]
     train_ds, val_ds, test_ds = load_splits(benchmark, spec["obs_ratio"], spec["seed"], spec.get("missing", "paired"),
-                                            val_fraction=trainer["val_fraction"])
+                                            val_fraction=trainer["val_fraction"],
+                                            legacy_seeds=spec.get("spec_version", 1) < 2)  # v1 records: old splits
     seed_everything(derive_seed(run_id, "init"))
     method = method_cls(bspec, make_config(method_cls.Config, spec["method"]["config"], "method"))
     result = train(method, train_ds, val_ds, trainer, run_id, ckpt_dir=store.checkpoint_dir(run_id),
-                   progress=progress, debug=spec.get("debug"), tune_report_key=tune_report_key)
+                   progress=progress, debug=spec.get("debug"), tune_report_key=tune_report_key,
+                   keep_going=still_owned(store, run_id, owner))
     if result.rank != 0:
         return None
     if "fit_after" in method.capabilities():
@@ -178,7 +209,7 @@ def _execute(spec: dict, run_id: str, store: ResultStore, progress,
     device = next(method.parameters()).device
     ctx = EvalContext(method, bspec, train_ds, test_ds, spec["eval"], seed=derive_seed(run_id, "eval") % 2**31,
                       device=device, cache_dir=store.root / "cache",
-                      benchmark_key=f"{bench_cls.name}:v{bench_cls.version}:{canonical_json(spec['benchmark']['config'])}",
+                      benchmark_key=data_key(spec["benchmark"]),  # the data's identity: no root
                       full_train=benchmark.build()[0])  # builds are memoised: no second construction
     seed_everything(derive_seed(run_id, "eval"))
     rows = evaluate(ctx, metric_names)
@@ -189,5 +220,5 @@ def _execute(spec: dict, run_id: str, store: ResultStore, progress,
                              "higher_is_better": higher, "split": split, "status": "done"})
     record = make_rows(spec, run_id, method_cls.kind, rows, epoch=result.epochs, wall_s=time.perf_counter() - t0,
                        workers=result.world_size)
-    store.put(run_id, spec, record)
+    store.put(run_id, spec, record, owner=owner)
     return record

@@ -1,9 +1,11 @@
-"""RunSpec: the fully resolved configuration of one run, and its identity ``run_id``.
+"""RunSpec: the fully resolved configuration of one run, and its identity.
 
-``run_id`` is the sha256 prefix of the canonical JSON of the spec (sorted keys, floats in one fixed format),
-leaving out the keys that cannot change the result (paths, logging, progress display, data-loader workers,
-fault injection used by tests). It names the record, the checkpoint folder and the Ray run, so a repeated or
-resumed sweep never trains the same run twice.
+The identity of a run is its spec less the keys that cannot change the result (paths, logging, progress display,
+data-loader workers, fault injection used by tests): :func:`semantic_part`. Everything that names or seeds a run
+derives from it, in its canonical JSON (sorted keys, floats in one fixed format): ``run_id`` (the record, the
+checkpoint folder, the Ray run), the Optuna study name of a tuned cell (``sweeps.plan``) and, from the benchmark's
+part alone, the seeds of the validation hold-out and the observation mask (:func:`data_key`). See
+docs/run-identity.md.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-SPEC_VERSION = 1
+# 2: the split seeds derive from data_key() (1: from the repr of the benchmark's config class); a spec keeps the
+# version it was written with, so a version-1 record keeps its run_id and reruns with its old splits
+SPEC_VERSION = 2
 RUN_ID_LEN = 16
 
 # Dotted paths left out of the identity. "debug" holds fault injection: a run that failed on purpose and is run
@@ -66,19 +70,46 @@ def _drop(d: dict, dotted: str) -> None:
 
 
 def semantic_part(spec: Mapping[str, Any]) -> dict:
+    """The identity of a run: its spec without the NON_SEMANTIC keys."""
     d = copy.deepcopy(dict(spec))
     for key in NON_SEMANTIC:
         _drop(d, key)
     return d
 
 
+def canonical_digest(obj: Any) -> str:
+    """The sha256 hex digest of the canonical JSON of ``obj``: the one hash that names runs and studies."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+
+
 def compute_run_id(spec: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(semantic_part(spec)).encode()).hexdigest()[:RUN_ID_LEN]
+    return canonical_digest(semantic_part(spec))[:RUN_ID_LEN]
+
+
+def seed_from_text(text: str) -> int:
+    """A 63-bit seed from a string: the first 8 bytes of its sha256, little-endian, halved. Stable across
+    processes and platforms (unlike ``hash``); the embedded datasets are generated with it, so it never changes."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
 def derive_seed(run_id: str, purpose: str) -> int:
     """A 63-bit seed for one purpose of one run (benchopt-style: derived, never global)."""
-    return int.from_bytes(hashlib.sha256(f"{run_id}/{purpose}".encode()).digest()[:8], "little") >> 1
+    return seed_from_text(f"{run_id}/{purpose}")
+
+
+def benchmark_identity(section: Mapping[str, Any]) -> dict:
+    """The identity of the data of a run: a spec's ``benchmark`` section ({"name", "version", "config"}) without
+    its NON_SEMANTIC keys (the data root)."""
+    if not isinstance(section, Mapping) or set(section) != {"name", "version", "config"}:
+        got = sorted(section) if isinstance(section, Mapping) else type(section).__name__
+        raise ValueError(f"a benchmark section has exactly the keys ['config', 'name', 'version'], got {got}")
+    return semantic_part({"benchmark": dict(section)})["benchmark"]
+
+
+def data_key(section: Mapping[str, Any]) -> str:
+    """The text the split seeds of a benchmark derive from (with :func:`derive_seed`): the canonical JSON of its
+    identity. The method is not in it: every method sees the same data."""
+    return canonical_json(benchmark_identity(section))
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,10 @@ class ClaimHeld(BenchError):
     """The run is being trained by another live process."""
 
 
+class ClaimLost(BenchError):
+    """This process's claim on a run was taken over (it stalled past the claim timeout): it must write nothing."""
+
+
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ***, for logs, records and reports."""
     try:
@@ -193,34 +197,108 @@ def node_name() -> str:
     return f"{socket.gethostname()}/{ns}" if ns else socket.gethostname()
 
 
+def _proc_start(pid: int) -> str | None:
+    """The start time of process ``pid`` in clock ticks since boot (Linux), None where it cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # the command name in parentheses may hold spaces
+    return fields[19] if len(fields) > 19 else None
+
+
 def owner_id() -> str:
-    return f"{node_name()}:{os.getpid()}"
+    """``node:pid.start``: the start time tells this process from a later one that reuses its pid, so a claim of a
+    dead process is never mistaken for a live one's. (Claims written before it, ``node:pid``, still parse.)"""
+    pid = os.getpid()
+    start = _proc_start(pid)
+    return f"{node_name()}:{pid}.{start}" if start else f"{node_name()}:{pid}"
 
 
 def _owner_alive(owner: str | None) -> bool:
-    """False only when we can tell that the owner process is gone (same node, pid not running)."""
+    """False only when we can tell that the owner process is gone (same node: pid not running, or running but
+    started at another time, i.e. reused)."""
     if not owner or ":" not in owner:
         return False
-    host, _, pid = owner.rpartition(":")
+    host, _, proc = owner.rpartition(":")
     if host != node_name():
         return True  # cannot tell across nodes: the heartbeat's age decides
+    pid, _, start = proc.partition(".")
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
     except (PermissionError, ValueError):
         return True
+    if start and _proc_start(int(pid)) not in (None, start):
+        return False
     return True
 
 
-def _atomic_write(path: Path, write) -> None:
+def _fsync_dir(folder: Path) -> None:
+    """Makes a rename in ``folder`` durable (POSIX: the new name lives in the folder's own data)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. a platform that cannot open folders: the rename is still atomic, only less durable
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _staged(path: Path, write) -> Path:
+    """Writes ``path``'s content to a temporary name beside it and fsyncs it; the caller renames it into place."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+# a record must have these columns to be counted (older schemas are migrated on read; these were always there)
+_RECORD_CORE = ("run_id", "method", "benchmark", "metric", "value", "split")
+
+
+def record_problem(path: Path) -> str | None:
+    """None when ``path`` is a readable record (parquet footer and schema); else why it is not: "missing" or one
+    line naming the damage. Reads the footer only, not the data."""
+    if not path.exists():
+        return "missing"
+    try:
+        names = set(pq.read_schema(path).names)
+    except Exception as e:
+        text = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]
+        return f"unreadable ({text[:80]})"
+    lacking = [c for c in _RECORD_CORE if c not in names]
+    return f"unreadable (no column {', '.join(lacking)})" if lacking else None
+
+
+def error_chain(e: BaseException | None) -> Iterator[BaseException]:
+    """``e`` and its causes and contexts, each once."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def connection_lost(e: BaseException) -> BaseException | None:
+    """The database error behind ``e`` when it says that the database could not be reached or the connection
+    broke (server down, network cut), else None: a bug in a query is not a lost database."""
+    for x in error_chain(e):
+        if isinstance(x, (sa.exc.OperationalError, sa.exc.InterfaceError)) or getattr(x, "connection_invalidated", False):
+            return x
+    return None
 
 
 def open_error(url: str, e: BaseException) -> str:
@@ -295,11 +373,20 @@ class ResultStore:
 
     # --- index -------------------------------------------------------------------------------------------
     def status(self, run_id: str) -> str | None:
-        if self.record_path(run_id).exists():
+        """done (a readable record), corrupt (a record file that cannot be read: it is trained again), else the
+        index's status, None when the run is unknown."""
+        problem = record_problem(self.record_path(run_id))
+        if problem is None:
             return "done"
+        if problem != "missing":
+            return "corrupt"
+        if self.engine is None:
+            return None
         with self.engine.connect() as c:
             row = c.execute(sa.select(RUNS.c.status).where(RUNS.c.run_id == run_id)).first()
-        return row[0] if row else None
+        # "done" in the index without a readable record is not done: the index lags behind the records, never
+        # ahead of them, unless something lost the file
+        return None if row is None or row[0] == "done" else row[0]
 
     def index_row(self, run_id: str) -> dict | None:
         with self.engine.connect() as c:
@@ -307,10 +394,25 @@ class ResultStore:
         return dict(row) if row else None
 
     def is_done(self, run_id: str) -> bool:
-        return self.record_path(run_id).exists()
+        """Done means a readable record, not a file that exists: a torn record is trained again."""
+        return record_problem(self.record_path(run_id)) is None
+
+    def record_problem(self, run_id: str) -> str | None:
+        return record_problem(self.record_path(run_id))
+
+    def quarantine(self, run_id: str) -> Path | None:
+        """Moves an unreadable record aside (``<run_id>.parquet.corrupt-<time>``, kept for inspection) before the
+        run is trained again; returns its new path, None when there was nothing to move."""
+        path = self.record_path(run_id)
+        if record_problem(path) in (None, "missing"):
+            return None
+        dest = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        os.replace(path, dest)
+        return dest
 
     def claim(self, run_id: str, meta: dict | None = None, force: bool = False) -> bool:
         """Take the run for this process. False if it is done (unless ``force``) or another live process has it."""
+        self._writable()
         if self.is_done(run_id) and not force:
             return False
         values = {"status": "claimed", "owner": owner_id(), "updated_at": time.time(), "error": None, **(meta or {})}
@@ -408,12 +510,32 @@ class ResultStore:
                             .values(status="failed", error=error, updated_at=time.time()))
             return res.rowcount == 1
 
-    def mark(self, run_id: str, status: str, error: str | None = None) -> None:
+    def owns(self, run_id: str, owner: str | None = None) -> bool:
+        """Whether ``owner`` (default: this process) still holds the run's claim."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(RUNS.c.owner, RUNS.c.status).where(RUNS.c.run_id == run_id)).first()
+        return row is not None and row[0] == (owner or owner_id()) and row[1] in HELD
+
+    def mark(self, run_id: str, status: str, error: str | None = None, owner: str | None = None) -> bool:
+        """Set the status of a run that ``owner`` (default: this process) holds: a compare-and-swap on (run_id,
+        owner, held), so a process whose claim was taken over changes nothing. True when it was written."""
         if status not in STATUSES:
             raise ValueError(f"status {status!r} not in {STATUSES}")
+        self._writable()
         with self.engine.begin() as c:
-            c.execute(sa.update(RUNS).where(RUNS.c.run_id == run_id)
-                      .values(status=status, error=error, updated_at=time.time()))
+            res = c.execute(sa.update(RUNS)
+                            .where(RUNS.c.run_id == run_id, RUNS.c.owner == (owner or owner_id()),
+                                   RUNS.c.status.in_(HELD))
+                            .values(status=status, error=error, updated_at=time.time()))
+        return res.rowcount == 1
+
+    def holder(self, run_id: str) -> str:
+        row = self.index_row(run_id) or {}
+        return f"{row.get('owner') or 'nobody'} ({row.get('status') or 'no index row'})"
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise BenchError(f"{self!r} was opened read-only")
 
     def release(self, run_id: str) -> None:
         """Give a claim back (e.g. interrupted by the user) without marking the run failed."""
@@ -428,14 +550,41 @@ class ResultStore:
             return pd.read_sql(sa.select(RUNS), c)
 
     # --- records -----------------------------------------------------------------------------------------
-    def put(self, run_id: str, spec: dict, rows: pd.DataFrame, status: str = "done") -> Path:
-        """Write the spec and the record atomically, then mark the index."""
+    def put(self, run_id: str, spec: dict, rows: pd.DataFrame, owner: str | None = None) -> Path:
+        """Store a finished run: the spec and the record are written and fsynced under temporary names, then, while
+        the index row is locked by a compare-and-swap on (run_id, ``owner``), renamed into place, the folder
+        fsynced and the row marked done. A run held by another owner raises :class:`ClaimLost` and writes
+        nothing; a run nobody holds (no index row: a rebuilt index, a test) is inserted as done."""
+        self._writable()
+        owner = owner or owner_id()
         spec_path, path = self.spec_path(run_id), self.record_path(run_id)
-        _atomic_write(spec_path, lambda p: p.write_text(json.dumps(spec, sort_keys=True, indent=2)))
         table = pa.Table.from_pandas(rows, schema=SCHEMA, preserve_index=False)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"mmrl_spec": json.dumps(spec).encode()})
-        _atomic_write(path, lambda p: pq.write_table(table, p))
-        self.mark(run_id, status)
+        staged = [(_staged(spec_path, lambda p: p.write_text(json.dumps(spec, sort_keys=True, indent=2))), spec_path)]
+        try:
+            staged.append((_staged(path, lambda p: pq.write_table(table, p)), path))
+            with self.engine.begin() as c:
+                # the UPDATE locks the row (PostgreSQL) or the database (SQLite) until commit: no takeover can
+                # slip in between the ownership check and the rename
+                now = time.time()
+                held = c.execute(sa.update(RUNS)
+                                 .where(RUNS.c.run_id == run_id, RUNS.c.owner == owner, RUNS.c.status.in_(HELD))
+                                 .values(updated_at=now)).rowcount == 1
+                if not held:
+                    row = c.execute(sa.select(RUNS.c.owner, RUNS.c.status).where(RUNS.c.run_id == run_id)).first()
+                    if row is not None:
+                        raise ClaimLost(f"run {run_id} is held by {row[0]} ({row[1]}), not by {owner}: "
+                                        "this process's result is not stored")
+                    c.execute(sa.insert(RUNS).values(run_id=run_id, status="running", owner=owner, updated_at=now,
+                                                     **_meta_of(spec)))
+                for tmp, final in staged:
+                    os.replace(tmp, final)
+                _fsync_dir(self.runs_dir)
+                c.execute(sa.update(RUNS).where(RUNS.c.run_id == run_id)
+                          .values(status="done", error=None, updated_at=time.time()))
+        finally:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
         return path
 
     def get(self, run_id: str) -> pd.DataFrame | None:
@@ -447,6 +596,70 @@ class ResultStore:
     def get_spec(self, run_id: str) -> dict | None:
         path = self.spec_path(run_id)
         return json.loads(path.read_text()) if path.exists() else None
+
+    def settle(self, run_ids) -> list[str]:
+        """Index rows that lag behind their records: a run with a readable record whose row does not say done (the
+        process died, or lost the database, between the rename and the commit in :meth:`put`) is marked done,
+        unless a live claim holds it (a forced retraining). Returns the run_ids settled."""
+        self._writable()
+        ids = [r for r in run_ids if self.is_done(r)]
+        settled = []
+        for i in range(0, len(ids), 500):  # bounded IN lists
+            chunk = ids[i:i + 500]
+            with self.engine.begin() as c:
+                rows = c.execute(sa.select(RUNS.c.run_id, RUNS.c.status, RUNS.c.owner, RUNS.c.updated_at)
+                                 .where(RUNS.c.run_id.in_(chunk), RUNS.c.status != "done")).all()
+                for rid, status, owner, updated_at in rows:
+                    if status in HELD and not self.claim_is_stale(owner, updated_at):
+                        continue
+                    c.execute(sa.update(RUNS).where(RUNS.c.run_id == rid, RUNS.c.status == status)
+                              .values(status="done", error=None, updated_at=time.time()))
+                    settled.append(rid)
+        return settled
+
+    def rebuild_index(self) -> dict[str, list[str]]:
+        """Make the index agree with the records, which are the truth: every readable record becomes a done row
+        (its spec gives method, benchmark, ratio, seed, suite); a done row without a readable record is deleted,
+        so the run counts as not done and is trained again; claims in flight are left to their heartbeats (an
+        empty, rebuilt index has none: those runs are not done). Returns {"done": [...], "dropped": [...],
+        "unreadable": [...]} run_ids."""
+        self._writable()
+        out: dict[str, list[str]] = {"done": [], "dropped": [], "unreadable": []}
+        readable = {}
+        for path in sorted(self.runs_dir.glob("*.parquet")):
+            rid = path.name[: -len(".parquet")]
+            if record_problem(path) is None:
+                readable[rid] = path
+            else:
+                out["unreadable"].append(rid)
+        with self.engine.begin() as c:
+            rows = {r.run_id: r for r in c.execute(sa.select(RUNS.c.run_id, RUNS.c.status))}
+            for rid, row in rows.items():
+                if row.status == "done" and rid not in readable:
+                    c.execute(sa.delete(RUNS).where(RUNS.c.run_id == rid))
+                    out["dropped"].append(rid)
+            now = time.time()
+            for rid, path in readable.items():
+                meta = _meta_of(self._spec_or_record(rid, path))
+                values = {"status": "done", "owner": None, "error": None, "updated_at": now, **meta}
+                if rid in rows:
+                    c.execute(sa.update(RUNS).where(RUNS.c.run_id == rid).values(**values))
+                else:
+                    c.execute(sa.insert(RUNS).values(run_id=rid, **values))
+                out["done"].append(rid)
+        return out
+
+    def _spec_or_record(self, run_id: str, path: Path) -> dict:
+        try:
+            spec = self.get_spec(run_id)
+        except (OSError, ValueError):
+            spec = None
+        if spec:
+            return spec
+        first = pq.read_table(path, columns=["method", "benchmark", "obs_ratio", "seed", "suite"]).slice(0, 1).to_pylist()
+        r = first[0] if first else {}
+        return {"method": {"name": r.get("method")}, "benchmark": {"name": r.get("benchmark")},
+                "obs_ratio": r.get("obs_ratio"), "seed": r.get("seed"), "suite": r.get("suite")}
 
     def iter_records(self) -> Iterator[pd.DataFrame]:
         """Every readable record; an unreadable one is reported on the log and skipped."""
@@ -461,6 +674,37 @@ class ResultStore:
         if not frames:
             return pd.DataFrame(columns=SCHEMA.names)
         return pd.concat(frames, ignore_index=True)
+
+
+def _meta_of(spec: dict) -> dict:
+    """The index columns that place a run in a table, from its spec."""
+    return {"method": (spec.get("method") or {}).get("name"), "benchmark": (spec.get("benchmark") or {}).get("name"),
+            "obs_ratio": spec.get("obs_ratio"), "seed": spec.get("seed"), "suite": spec.get("suite")}
+
+
+def rebuild(root: str | os.PathLike, index_url: str | None = None) -> tuple["ResultStore", dict, Path | None]:
+    """``bench store rebuild``: a SQLite index that cannot be opened (damaged, or not a database) is moved aside to
+    ``index.sqlite.damaged-<time>`` and made anew; then :meth:`ResultStore.rebuild_index`. Returns the store, what
+    changed and where the damaged file went (None if it was readable)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise BenchError(f"no results folder at {root}")
+    moved = None
+    url = index_url or f"sqlite:///{(root / 'index.sqlite').resolve()}"
+    try:
+        store = ResultStore(root, index_url)
+        with store.engine.connect() as c:  # a damaged page may only show on a read
+            c.execute(sa.select(sa.func.count()).select_from(RUNS)).scalar()
+    except (BenchError, sa.exc.DatabaseError):
+        path = make_url(url).database if url.startswith("sqlite") else None
+        if not path or not Path(path).exists():
+            raise
+        moved = Path(path).with_name(f"{Path(path).name}.damaged-{int(time.time())}")
+        os.replace(path, moved)
+        for side in ("-journal", "-wal", "-shm"):  # a stale journal would be applied to the new file
+            Path(path + side).unlink(missing_ok=True)
+        store = ResultStore(root, index_url)
+    return store, store.rebuild_index(), moved
 
 
 class Heartbeat:
@@ -492,7 +736,7 @@ class Heartbeat:
             try:
                 if not self.touch():
                     self.lost = True
-                    log.warning("%s: this process's claim was taken over (no heartbeat for %g s); another process "
+                    log.info("%s: this process's claim was taken over (no heartbeat for %g s); another process "
                                 "is training it", self.what, self.store.claim_timeout_s)
                     return
             except Exception as e:  # a network blip must not kill the run; the next beat retries

@@ -7,6 +7,7 @@ Output files under ``out_dir``:
 * ``stats.md``, ``stats.csv``: average ranks, Friedman, Nemenyi, pairwise Wilcoxon (:mod:`reports.stats`);
 * ``figures/*.png``: the figures (:mod:`reports.plots`);
 * ``methods.md``: the method notes, which parts follow the paper and which are reconstructed (:mod:`reports.notes`);
+* ``tuning.md``: when Optuna studies are given, their trial counts and best trials (:mod:`reports.tuning`);
 * ``index.html``: all of it in one self-contained page (:mod:`reports.html`).
 
 The Markdown and CSV files depend on the store's contents only, so the same store gives the same bytes.
@@ -27,6 +28,7 @@ from reports import notes as method_notes
 from reports import plots
 from reports import stats as st
 from reports import tables as tb
+from reports import tuning as tn
 
 
 
@@ -47,6 +49,23 @@ def run_protocols(store, run_ids) -> dict[str, str]:
     for run_id in sorted(set(run_ids)):
         spec = store.get_spec(run_id) or {}
         out[run_id] = str((spec.get("eval") or {}).get("protocol") or tb.DEFAULT_PROTOCOL)
+    return out
+
+
+RUN_KEY = ["suite", "method", "benchmark", "obs_ratio", "missing", "seed"]
+
+
+def superseded(store, records: pd.DataFrame) -> set[str]:
+    """Runs written under an older spec version (docs/run-identity.md) where a run of the same suite, cell and
+    seed exists under a newer one: after an upgrade that changed the data splits, a sweep trains every run again
+    under new run_ids, and the old records must not be averaged in as extra seeds."""
+    runs = records.drop_duplicates("run_id")[["run_id", *RUN_KEY]]
+    dup = runs[runs.duplicated(RUN_KEY, keep=False)]
+    out: set[str] = set()
+    for _, g in dup.groupby(RUN_KEY, dropna=False):
+        version = {rid: int((store.get_spec(rid) or {}).get("spec_version", 1)) for rid in g["run_id"]}
+        newest = max(version.values())
+        out |= {rid for rid, v in version.items() if v < newest}
     return out
 
 
@@ -108,7 +127,8 @@ def build_figures(records: pd.DataFrame, cells: pd.DataFrame, comparisons: list[
 def write_report(records: pd.DataFrame, index: pd.DataFrame, out_dir: Path, *, expected: pd.DataFrame | None = None,
                  config: dict | None = None, title: str = "mmrl-bench report",
                  samples: Mapping[str, np.ndarray] | None = None,
-                 protocols: Mapping[str, str] | None = None, ladder: Sequence = ()) -> dict[str, Path]:
+                 protocols: Mapping[str, str] | None = None, ladder: Sequence = (),
+                 tuning: tn.Tuning | None = None) -> dict[str, Path]:
     """Write the report; returns {file name relative to ``out_dir``: path}.
 
     ``records``: rows of :data:`bench.records.SCHEMA` (``ResultStore.load()``); ``index``: ``ResultStore.index_frame()``;
@@ -116,7 +136,8 @@ def write_report(records: pd.DataFrame, index: pd.DataFrame, out_dir: Path, *, e
     ones read "missing"; ``config``: the suite's configuration, shown on the page; ``samples``: optional
     {method: array of images} for the sample grid; ``protocols``: {run_id: evaluation protocol} (missing: "default");
     ``ladder``: the suite's sanity rungs (:class:`sweeps.suite.Rung`), judged into ``ladder.md`` / ``ladder.csv`` and
-    the page's first section.
+    the page's first section; ``tuning``: the sweep's Optuna studies (:func:`reports.tuning.read_tuning`), written
+    to ``tuning.md`` and the page's "Tuning" section.
     """
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
@@ -148,21 +169,28 @@ def write_report(records: pd.DataFrame, index: pd.DataFrame, out_dir: Path, *, e
         judged = ld.evaluate_ladder(records, ladder, methods=planned)
         written["ladder.md"] = _write(out_dir / "ladder.md", ld.to_markdown(judged, f"{title}: sanity ladder"))
         written["ladder.csv"] = _write(out_dir / "ladder.csv", ld.to_csv(judged))
+    if tuning is not None:
+        written["tuning.md"] = _write(out_dir / "tuning.md", tn.to_markdown(tuning, f"{title}: tuning"))
+    elif (out_dir / "tuning.md").exists():  # an earlier report's studies must not sit beside a page without them
+        (out_dir / "tuning.md").unlink()
     html_text = page.render_page(title=title, cells=cells, comparisons=comparisons, figures=figures, states=states,
-                                 records=records, config=config, notes=notes, ladder=judged)
+                                 records=records, config=config, notes=notes, ladder=judged, tuning=tuning)
     written["index.html"] = _write(out_dir / "index.html", html_text)
     return written
 
 
 def report_from_store(store, out_dir: Path, suite: str | None = None, expected: pd.DataFrame | None = None,
-                      config: dict | None = None, ladder: Sequence = ()) -> dict[str, Path]:
-    """Load ``store`` (a :class:`bench.store.ResultStore`), keep one suite when ``suite`` is given, write the report."""
+                      config: dict | None = None, ladder: Sequence = (),
+                      tuning: tn.Tuning | None = None) -> dict[str, Path]:
+    """Load ``store`` (a :class:`bench.store.ResultStore`), keep one suite when ``suite`` is given, write the report
+    (``tuning``: as in :func:`write_report`, already filtered to the suite by its reader)."""
     records, index = store.load(), store.index_frame()
     if suite is not None:
         records = records[records["suite"] == suite]
         index = index[index["suite"] == suite]
         if expected is not None and "suite" in expected.columns:
             expected = expected[expected["suite"] == suite]
+    records = records[~records["run_id"].isin(superseded(store, records))]
     title = f"mmrl-bench report: {suite}" if suite else "mmrl-bench report"
     return write_report(records, index, Path(out_dir), expected=expected, config=config, title=title,
-                        protocols=run_protocols(store, records["run_id"]), ladder=ladder)
+                        protocols=run_protocols(store, records["run_id"]), ladder=ladder, tuning=tuning)

@@ -235,15 +235,30 @@ def ladder_html(ladder: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
+def tuning_html(tuning) -> str:
+    """The Optuna studies (:class:`reports.tuning.Tuning`): trial counts and the best trial of each."""
+    from reports import tuning as tn
+
+    out = [f'<p class="note">Optuna storage: <code>{esc(tuning.source)}</code></p>']
+    if not tuning.studies:
+        return "\n".join(out + [f"<p>{esc(tn.empty_text(tuning))}</p>"])
+    out.append('<table class="plain"><thead>' + _row([esc(h) for h in tn.HEADER], "th") + "</thead><tbody>")
+    out += [_row([f"<code>{esc(r[0])}</code>", *map(esc, r[1:])]) for r in tn.rows(tuning)]
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
 def render_page(*, title: str, cells: pd.DataFrame, comparisons: list[st.Comparison], figures: list[FigureItem],
                 states: pd.DataFrame, records: pd.DataFrame, config: dict | None,
-                notes: dict[str, str] | None = None, ladder: pd.DataFrame | None = None) -> str:
+                notes: dict[str, str] | None = None, ladder: pd.DataFrame | None = None, tuning=None) -> str:
+    """``tuning``: a :class:`reports.tuning.Tuning`, shown as the "Tuning" section (none: no section)."""
     sections = [
         *([("ladder", "Sanity ladder", ladder_html(ladder))] if ladder is not None else []),
         ("leaderboard", "Leaderboard", leaderboard_html(cells)),
         ("figures", "Figures", figures_html(figures)),
         ("statistics", "Statistics across benchmarks", stats_html(comparisons)),
         ("unfinished", "Unfinished runs", unfinished_html(states)),
+        *([("tuning", "Tuning", tuning_html(tuning))] if tuning is not None else []),
         ("methods", "Method notes ([paper] / [reconstructed])", notes_html(notes or {})),
         ("configuration", "Suite configuration", config_html(config)),
         ("software", "Software and hardware", provenance_html(provenance(records))),

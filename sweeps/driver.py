@@ -13,6 +13,7 @@ drivers that stopped heart-beating are failed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -22,11 +23,42 @@ from typing import Any
 
 from bench.errors import BenchError, RunFailed
 from bench.spec import compute_run_id, derive_seed
-from bench.store import ClaimHeld, ResultStore, db_error, mask_url, owner_id, resolve_url, schema_lock
+from bench.store import (ClaimHeld, ClaimLost, ResultStore, connection_lost, db_error, engine_for, error_chain,
+                         mask_url, owner_id, resolve_url, schema_lock)
 from sweeps.plan import Cell, Plan, final_spec, run_status
 from sweeps.space import apply_params, to_tune
 
 log = logging.getLogger(__name__)
+
+
+class StoreUnavailable(BenchError):
+    """The run index or the Optuna storage went away mid-sweep (server down, network cut): the sweep stops; the
+    records written so far are safe and a rerun finishes the rest."""
+
+    exit_code = 1  # not bad input: the same command is right once the database is back
+
+
+def lost_database(e: BaseException) -> tuple[BaseException, bool] | None:
+    """The database error behind ``e`` (raised here, in a Ray task or through Optuna, which wraps it) when it says
+    the database could not be reached or the connection broke, and whether it came through Optuna; None for
+    any other error, a bug in a query included, which keeps its traceback."""
+    from optuna.exceptions import StorageInternalError
+
+    err = connection_lost(e)
+    if err is None:
+        return None
+    return err, any(isinstance(x, StorageInternalError) for x in error_chain(e))
+
+
+def store_unavailable(e: BaseException, index_url: str, optuna_url: str) -> StoreUnavailable | None:
+    """The one line a sweep ends with when ``e`` is a lost database, else None."""
+    found = lost_database(e)
+    if found is None:
+        return None
+    err, via_optuna = found
+    what, url = ("the Optuna storage", optuna_url) if via_optuna else ("the store index", index_url)
+    return StoreUnavailable(f"lost {what} {mask_url(url)}: {db_error(err, url)}; the finished runs are safe: rerun "
+                            "the same command when the database is back")
 
 
 # --- one run inside a Ray worker ------------------------------------------------------------------------------
@@ -48,12 +80,22 @@ def execute_run(spec: dict, store_kw: dict, threads: int, cpus_per_worker: float
         return {"run_id": out.run_id, "status": out.status, "wall_s": time.perf_counter() - t0, "error": ""}
     except ClaimHeld as e:  # claimed by another driver's live process: the driver waits for it
         return {"run_id": compute_run_id(spec), "status": "busy", "wall_s": 0.0, "error": str(e)}
+    except ClaimLost as e:  # this process stalled and another took the run over: wait for the new owner's result
+        return {"run_id": compute_run_id(spec), "status": "lost", "wall_s": 0.0, "error": str(e)}
     except RunFailed as e:
         return {"run_id": compute_run_id(spec), "status": "failed", "wall_s": time.perf_counter() - t0,
                 "error": str(e.__cause__ or e)}
     except BenchError as e:  # e.g. the store became unreachable from this node
         return {"run_id": compute_run_id(spec), "status": "failed", "wall_s": time.perf_counter() - t0,
-                "error": str(e)}
+                "error": str(e), "store_lost": lost_database(e) is not None}
+    except Exception as e:
+        found = lost_database(e)
+        if found is None:
+            raise
+        # the index went away under this run: not a failure of the run; the driver checks whether it can still
+        # reach the index itself, and stops the sweep if not
+        return {"run_id": compute_run_id(spec), "status": "failed", "wall_s": time.perf_counter() - t0,
+                "error": f"lost the store index: {db_error(found[0], store_kw['index_url'])}", "store_lost": True}
 
 
 def tune_trial(config: dict, base_cfg: dict, epochs: int, report_key: str, store_kw: dict, threads: int,
@@ -95,7 +137,7 @@ def tune_trial(config: dict, base_cfg: dict, epochs: int, report_key: str, store
             if not store.is_done(run_id):
                 store.mark(run_id, "pruned")
             raise
-        except ClaimHeld:
+        except (ClaimHeld, ClaimLost):
             # the same parameters in another driver's trial: its result is this trial's, once it is stored
             while store.held_by_other(run_id) and not store.is_done(run_id):
                 time.sleep(store.heartbeat_s)
@@ -106,6 +148,46 @@ def tune_trial(config: dict, base_cfg: dict, epochs: int, report_key: str, store
         tune.report(last)
     else:  # a multi-worker trial: its workers reported the other epochs, the record holds the last
         _replay(store, run_id, report_key, only_last=True)
+
+
+def guarded_tune_trial(config: dict, **kw) -> None:
+    """:func:`tune_trial`, except that a trial that lost the store waits a few of the driver's polls before it
+    fails: a driver that lost the store too stops the sweep in that time with one line (see :class:`StoreWatch`),
+    where the trial's error would have printed Tune's traceback first. Lost from this node only, it fails."""
+    try:
+        tune_trial(config, **kw)
+    except Exception as e:
+        if lost_database(e) is None:
+            raise
+        time.sleep(3 * poll_interval(kw["store_kw"]["heartbeat_s"]))
+        raise
+
+
+def poll_interval(heartbeat_s: float) -> float:
+    """How often a driver looks at the store: at the heartbeat's pace, within [0.5 s, 5 s]."""
+    return max(0.5, min(5.0, heartbeat_s))
+
+
+def store_watch(store: ResultStore, searcher):
+    """A Tune callback that reads the store at each poll interval from the tuning loop, so that a lost database
+    stops the sweep at once rather than at the next trial's end, and raises the one the searcher kept."""
+    from ray.tune import Callback
+
+    class StoreWatch(Callback):
+        def __init__(self, store: ResultStore, searcher):
+            self.store, self.searcher, self.last = store, searcher, 0.0
+
+        def __getstate__(self):  # Tune saves its callbacks with the experiment: an engine does not pickle
+            return {"store": None, "searcher": None, "last": 0.0}
+
+        def on_step_begin(self, iteration, trials, **info):
+            if getattr(self.searcher, "lost", None) is not None:
+                raise self.searcher.lost
+            if self.store is not None and time.monotonic() - self.last >= poll_interval(self.store.heartbeat_s):
+                self.last = time.monotonic()
+                self.store.live_drivers()  # raises when the index cannot be reached
+
+    return StoreWatch(store, searcher)  # arguments, not a closure: cloudpickle would save a captured store
 
 
 def _replay(store: ResultStore, run_id: str, report_key: str, only_last: bool = False) -> None:
@@ -132,18 +214,43 @@ def _prune_aware_search(space, metric, mode, study_name, storage, seed, max_t, n
         finished plus running trials of all drivers reach it. Each trial is tagged with its driver so that only
         a dead driver's RUNNING trials are failed."""
 
+        lost: BaseException | None = None  # a lost database, for StoreWatch to end the sweep with
+
         def suggest(self, trial_id: str):
-            if self._ot_study is not None:
-                taken = self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                                          TrialState.RUNNING))
-                if len(taken) >= n_trials:
-                    return Searcher.FINISHED
-            out = super().suggest(trial_id)
-            if trial_id in self._ot_trials:
-                storage.set_trial_system_attr(self._ot_trials[trial_id]._trial_id, "mmrl_driver", owner_id())
-            return out
+            if self.lost is not None:  # asked again: Tune waits for a trial here when none is running
+                raise self.lost
+            return self._guard(self._suggest, trial_id)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+            if self.lost is None:
+                self._guard(self._on_trial_complete, trial_id, result=result, error=error)
+
+        def _guard(self, fn, *args, **kw):
+            """Tune would log a lost database here with a traceback and call the trial errored: keep it instead,
+            and ask for nothing more (None: no trial now); StoreWatch raises it at Tune's next step."""
+            try:
+                return fn(*args, **kw)
+            except Exception as e:
+                if lost_database(e) is None:
+                    raise
+                self.lost = e
+                return None
+
+        def _suggest(self, trial_id: str):
+            # count, ask and tag under one lock of all drivers: two that both see one trial left would otherwise
+            # both ask it, and a driver starting up could fail a trial asked but not yet tagged as another's
+            with study_lock(storage.url, study_name):
+                if self._ot_study is not None:
+                    taken = self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                              TrialState.RUNNING))
+                    if len(taken) >= n_trials:
+                        return Searcher.FINISHED
+                out = super().suggest(trial_id)
+                if trial_id in self._ot_trials:
+                    storage.set_trial_system_attr(self._ot_trials[trial_id]._trial_id, "mmrl_driver", owner_id())
+            return out
+
+        def _on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
             if not error and result and int(result.get("epoch", max_t)) < max_t and trial_id in self._ot_trials:
                 ot_trial = self._ot_trials[trial_id]
                 value = result.get(metric)
@@ -174,6 +281,48 @@ def optuna_storage(url: str):
         raise BenchError(f"cannot open the Optuna storage {mask_url(url)}: {db_error(e, url)}") from None
 
 
+@contextlib.contextmanager
+def study_lock(url: str, study_name: str):
+    """Holds a PostgreSQL advisory lock of the study, across drivers, while the block runs. Elsewhere (SQLite, one
+    machine) nothing: drivers that share a study are meant to share a PostgreSQL storage."""
+    import sqlalchemy as sa
+
+    if not url.startswith("postgresql"):
+        yield
+        return
+    engine = engine_for(url)
+    key = derive_seed(study_name, "study lock")  # 63 bits: a PostgreSQL bigint
+    try:
+        with engine.connect() as c:
+            c.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            c.commit()
+            try:
+                yield
+            finally:
+                c.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                c.commit()
+    finally:
+        engine.dispose()
+
+
+def wait_for_other_drivers(study, store: ResultStore, show) -> None:
+    """Waits until no live driver but this one has a trial RUNNING on the study: the best trial is known only
+    then, and drivers that read it earlier would each train the finals of another configuration."""
+    from optuna.trial import TrialState
+
+    said = False
+    while True:
+        running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                   if t.system_attrs.get("mmrl_driver") != owner_id()
+                   and store.driver_alive(t.system_attrs.get("mmrl_driver"))]
+        if not running:
+            return
+        if not said:
+            show(f"waiting for {len(running)} trial(s) of study {study.study_name} that other drivers run")
+            said = True
+        time.sleep(poll_interval(store.heartbeat_s))
+
+
 def tune_cell(cell: Cell, plan: Plan, root: Path, store: ResultStore, storage_url: str, fresh: bool,
               show) -> dict:
     """Run the missing trials of the cell's study; return the best trial's parameters ({} = defaults)."""
@@ -192,11 +341,12 @@ def tune_cell(cell: Cell, plan: Plan, root: Path, store: ResultStore, storage_ur
             pass
     direction = "maximize" if budget.mode == "max" else "minimize"
     study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        # left RUNNING by a killed driver: it can never finish, and it must not count against the budget; a live
-        # driver's trial (another person's sweep on the same study) is left to finish
-        if not store.driver_alive(t.system_attrs.get("mmrl_driver")):
-            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    with study_lock(storage.url, name):  # a trial asked but not yet tagged is a live driver's
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            # left RUNNING by a killed driver: it can never finish, and it must not count against the budget; a
+            # live driver's trial (another person's sweep on the same study) is left to finish
+            if not store.driver_alive(t.system_attrs.get("mmrl_driver")):
+                storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     taken = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
                                                          TrialState.RUNNING)))
     remaining = budget.n_trials - taken
@@ -207,8 +357,9 @@ def tune_cell(cell: Cell, plan: Plan, root: Path, store: ResultStore, storage_ur
         total_cpu = int(ray.cluster_resources().get("CPU", 1))
         workers = int(cell.cfg.get("trainer", {}).get("workers", 1))
         show(f"tuning {cell.key}: {remaining} of {budget.n_trials} trials left (study {name})")
-        fn = tune.with_parameters(tune_trial, base_cfg=cell.cfg, epochs=budget.epochs, report_key=budget.report_key,
-                                  store_kw=store.handle(), threads=int(cpus), cpus_per_worker=cpus)
+        fn = tune.with_parameters(guarded_tune_trial, base_cfg=cell.cfg, epochs=budget.epochs,
+                                  report_key=budget.report_key, store_kw=store.handle(), threads=int(cpus),
+                                  cpus_per_worker=cpus)
         # a multi-worker trial's own process only waits for its Ray Train workers: it holds no CPU, or trial
         # processes holding every CPU would wait forever for their workers (RAY_DEEPSPEED.md)
         trainable = tune.with_resources(fn, {"cpu": cpus, "gpu": gpus} if workers == 1
@@ -227,6 +378,7 @@ def tune_cell(cell: Cell, plan: Plan, root: Path, store: ResultStore, storage_ur
                                         scheduler=scheduler, num_samples=remaining, reuse_actors=True,
                                         max_concurrent_trials=max(1, int(total_cpu // max(cpus * workers, 1e-9)))),
             run_config=tune.RunConfig(name=name, storage_path=str(root / "tune"), verbose=0,
+                                      callbacks=[store_watch(store, searcher)],
                                       failure_config=tune.FailureConfig(max_failures=plan.suite.max_retries)),
         )
         if workers > 1:
@@ -237,6 +389,7 @@ def tune_cell(cell: Cell, plan: Plan, root: Path, store: ResultStore, storage_ur
         else:
             tuner.fit()
     study = optuna.load_study(study_name=name, storage=storage)
+    wait_for_other_drivers(study, store, show)
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not completed:
         show(f"warning: no trial of {cell.key} completed; the final phase uses the default configuration")
@@ -252,6 +405,7 @@ class RunResult:
     status: str
     error: str = ""
     wall_s: float = 0.0
+    workers: int = 1  # data-parallel workers of the attempt this driver ran (1 for a cached run)
 
 
 @dataclass
@@ -292,7 +446,7 @@ def run_finals(specs: list[dict], plan: Plan, store: ResultStore, display) -> li
     # a multi-worker run's task only waits for its Ray Train workers, which hold the CPUs: it holds none, and
     # at most as many run at once as the cluster has CPUs for, so that waiting tasks cannot starve the workers
     multi = ray.remote(execute_run).options(num_cpus=0, num_gpus=0, memory=64 * 2**20, max_retries=0)
-    poll_s = max(0.5, min(5.0, store.heartbeat_s))
+    poll_s = poll_interval(store.heartbeat_s)
     results: dict[str, RunResult] = {}
     queue: list[dict] = []
     waiting: dict[str, dict] = {}
@@ -300,10 +454,15 @@ def run_finals(specs: list[dict], plan: Plan, store: ResultStore, display) -> li
     pending: dict[Any, dict] = {}
     for spec in specs:
         rid = compute_run_id(spec)
-        if store.is_done(rid):
+        problem = store.record_problem(rid)
+        if problem is None:
             results[rid] = RunResult(label(spec), rid, "cached")
         else:
+            if problem != "missing":  # reported, never silently skipped: the run is trained again
+                display.note(f"the record of {label(spec)} ({rid}) is {problem}; training it again")
             queue.append(spec)
+
+    store.settle(list(results))  # rows left behind their records by a crash at the last moment say done again
 
     def multi_slots(spec: dict) -> int:
         return max(1, int(total_cpu // max(cpus * workers_of(spec), 1e-9)))
@@ -356,16 +515,22 @@ def run_finals(specs: list[dict], plan: Plan, store: ResultStore, display) -> li
             except Exception as e:  # the worker died (OOM, signal): its claim goes stale and can be retried
                 out = {"run_id": rid, "status": "failed", "error": f"worker lost: {type(e).__name__}", "wall_s": 0.0}
                 store.fail_if_stale(rid, out["error"])
-            if out["status"] == "busy":
+            if out.get("store_lost"):
+                store.live_drivers()  # raises when the driver cannot reach the index either
+            if out["status"] in ("busy", "lost"):
+                if out["status"] == "lost":
+                    display.note(out["error"])
                 waiting[rid] = spec
                 continue
             if out["status"] == "failed" and attempts[rid] <= plan.suite.max_retries:
                 display.note(f"retrying {label(spec)} ({attempts[rid]}/{plan.suite.max_retries}): {out['error']}")
                 queue.insert(0, spec)
                 continue
-            finish(spec, RunResult(label(spec), rid, out["status"], out.get("error", ""), out.get("wall_s", 0.0)))
-        if waiting and time.monotonic() - last_poll >= poll_s:
+            finish(spec, RunResult(label(spec), rid, out["status"], out.get("error", ""), out.get("wall_s", 0.0),
+                                   workers_of(spec)))
+        if time.monotonic() - last_poll >= poll_s:
             last_poll = time.monotonic()
+            store.live_drivers()  # a lost index stops the sweep now, not when the runs in flight end
             for rid, spec in list(waiting.items()):
                 if store.is_done(rid):
                     del waiting[rid]
@@ -402,17 +567,30 @@ def run_sweep(plan: Plan, root: Path, index_url: str | None = None, optuna_url: 
         optuna_storage(optuna_url)  # given explicitly: a bad URL is bad input even when nothing is tuned
     t0 = time.perf_counter()
     started = start_ray(address, num_cpus)
+    store_log = logging.getLogger("bench.store")
+    level = store_log.level
     try:
         with store.driver_heartbeat():
-            specs = []
-            for cell in plan.cells:
-                cfg = cell.cfg
-                if plan.tuned and cell.space:
-                    params = tune_cell(cell, plan, root, store, optuna_url, fresh, display.note)
-                    cfg = apply_params(cell.cfg, params)
-                specs += [final_spec(cell, s, cfg) for s in plan.suite.seeds]
-            runs = run_finals(specs, plan, store, display)
+            try:
+                specs = []
+                for cell in plan.cells:
+                    cfg = cell.cfg
+                    if plan.tuned and cell.space:
+                        params = tune_cell(cell, plan, root, store, optuna_url, fresh, display.note)
+                        cfg = apply_params(cell.cfg, params)
+                    specs += [final_spec(cell, s, cfg) for s in plan.suite.seeds]
+                runs = run_finals(specs, plan, store, display)
+            except Exception as e:
+                lost = store_unavailable(e, store.index_url, optuna_url)
+                if lost is None:
+                    raise
+                display.stop()
+                # the line below says it all: the heartbeat's retries and the failed unregistration would only
+                # repeat it (the row of this driver goes stale by itself)
+                store_log.setLevel(logging.ERROR)
+                raise lost from None
     finally:
+        store_log.setLevel(level)
         stop_ray(started)
     return SweepResult(runs, time.perf_counter() - t0, specs)
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 from dataclasses import dataclass, field
 
 from bench.compose import compose
 from bench.errors import BenchError
 from bench.registry import BENCHMARKS, METHODS
 from bench.run import resolve_spec
-from bench.spec import compute_run_id
+from bench.spec import canonical_digest, compute_run_id, semantic_part
 from bench.store import ResultStore
 from sweeps.space import check_space, load_space
 from sweeps.suite import Suite
@@ -29,10 +28,11 @@ class Cell:
         return f"{self.method}/{self.benchmark}/rho={self.obs_ratio:g}"
 
     def study_name(self, suite: Suite) -> str:
-        """Deterministic: the same cell, space and budget always reopen the same Optuna study."""
-        ident = json.dumps({"cell": self.key, "cfg": resolve_spec(self.cfg), "space": self.space,
-                            "tune": suite.tune.__dict__ if suite.tune else None}, sort_keys=True)
-        digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
+        """Deterministic: the same cell identity (bench.spec.semantic_part of its spec), space and budget always
+        reopen the same Optuna study, whatever the data root, worker count or progress display."""
+        ident = {"spec": semantic_part(resolve_spec(self.cfg)), "space": self.space,
+                 "tune": dataclasses.asdict(suite.tune) if suite.tune else None}
+        digest = canonical_digest(ident)[:10]
         return f"{suite.name}.{self.method}.{self.benchmark}.rho{self.obs_ratio:g}.{digest}"
 
 

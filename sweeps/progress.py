@@ -8,6 +8,14 @@ from rich.console import Console
 from rich.live import Live
 
 
+def run_line(result) -> str:
+    """The line of one finished run (a ``sweeps.driver.RunResult``): status, label, the worker count when several
+    data-parallel workers trained it, run id, and the first line of its error."""
+    on = f" on {result.workers} workers" if result.workers > 1 else ""
+    msg = f"{result.status:>6}  {result.label}{on}  ({result.run_id})"
+    return msg + (f": {result.error.splitlines()[0]}" if result.error else "")
+
+
 class SweepDisplay:
     def __init__(self, console: Console | None = None, slots: int = 1):
         self.console = console or Console(highlight=False)
@@ -46,9 +54,7 @@ class SweepDisplay:
             self.failed += 1
         if result.status == "done":
             self.durations.append(result.wall_s)
-        msg = f"{result.status:>6}  {result.label}  ({result.run_id})"
-        if result.error:
-            msg += f": {result.error.splitlines()[0]}"
+        msg = run_line(result)
         if self.live:
             self.live.console.print(msg, soft_wrap=True)
         else:

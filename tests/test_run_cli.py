@@ -105,10 +105,19 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, expect, cli_env, tmp_path):
 
 
 def test_cli_trains_once_then_reports_the_stored_result(cli_env, tmp_path):
-    args = ["run", "method=mvae", "obs_ratio=0.5", "seed=0", *[a for a in FAST if "progress" not in a]]
+    fast = [a for a in FAST if "progress" not in a and not a.startswith("eval.metrics=")]
+    args = ["run", "method=mvae", "obs_ratio=0.5", "seed=0", *fast, "eval.metrics=[probe_linear,w2_profile]"]
     first = _cli(args, cli_env, tmp_path)
     assert first.returncode == 0, first.stderr
     assert "training mvae on digits-ms" in first.stdout and "probe_linear" in first.stdout
+    assert " worker" not in first.stdout  # one process: nothing to say
+    # figure data: in the record, named under the table, not 42 rows of it
+    (path,) = (tmp_path / "results" / "runs").glob("*.parquet")
+    assert (pd.read_parquet(path)["metric"] == "w2_profile").sum() == 42
+    assert "paired:q" not in first.stdout
+    assert "figure data in the record and the report: w2_profile" in " ".join(first.stdout.split())
+    # DeepSpeed's line about the accelerator we chose for it (bench/train/deepspeed_setup.py)
+    assert "accelerator" not in (first.stdout + first.stderr).lower(), first.stdout + first.stderr
     second = _cli(args, cli_env, tmp_path)
     assert second.returncode == 0, second.stderr
     assert "already done" in second.stdout and "epoch 1/2" not in second.stdout

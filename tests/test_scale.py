@@ -238,6 +238,7 @@ def test_a_two_worker_run_in_a_sweep_on_two_nodes_records_two_workers(tmp_path, 
     (path,) = (tmp_path / "results" / "runs").glob("*.parquet")
     record = ResultStore(tmp_path / "results").get(path.stem)
     assert set(record["workers"]) == {2} and len(record) > 1
+    assert f"mvae on digits-ms rho=1 seed=0 on 2 workers  ({path.stem})" in out, out  # the run's console line
 
 
 @pytest.mark.slow

@@ -1,14 +1,18 @@
 import logging
 import multiprocessing as mp
+import os
+import re
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from bench.errors import BenchError
 from bench.records import SCHEMA_VERSION, make_rows
-from bench.store import ResultStore, mask_url
+from bench.store import RUNS, ClaimLost, ResultStore, mask_url, node_name, owner_id, rebuild
 
 SPEC = {"method": {"name": "mvae"}, "benchmark": {"name": "digits-ms"}, "obs_ratio": 0.5, "seed": 0, "suite": "t"}
 
@@ -92,3 +96,112 @@ def test_store_repr_and_errors_hide_the_password(tmp_path):
     with pytest.raises(BenchError) as e:
         ResultStore(tmp_path, "postgresql://alice:s3cret@127.0.0.1:1/nope")
     assert "s3cret" not in str(e.value) and "alice:***@127.0.0.1:1" in str(e.value)
+
+
+# --- ownership: every write is a compare-and-swap on (run_id, owner) ------------------------------------------
+DEAD = f"{node_name()}:999999999"  # a pid that cannot be running (above the kernel's pid_max)
+
+
+def _take_over(store, run_id, owner):
+    """Another process took the run over (as claim() does after a stale claim)."""
+    with store.engine.begin() as c:
+        c.execute(sa.update(RUNS).where(RUNS.c.run_id == run_id).values(owner=owner, status="running",
+                                                                         updated_at=time.time()))
+
+
+def test_a_process_that_lost_its_claim_can_neither_mark_nor_put(tmp_path):
+    store = ResultStore(tmp_path)
+    assert store.claim("r1") and store.mark("r1", "running")
+    other = f"{node_name()}:{os.getppid()}"  # a live process that is not this one
+    _take_over(store, "r1", other)
+    assert not store.owns("r1") and store.owns("r1", other)
+    assert not store.mark("r1", "failed", error="late failure")  # never overwrites the new owner's row
+    with pytest.raises(ClaimLost, match="not by"):
+        store.put("r1", SPEC, _rows())
+    assert not store.record_path("r1").exists() and not store.spec_path("r1").exists()
+    assert not list(store.runs_dir.glob(".*tmp*"))
+    row = store.index_row("r1")
+    assert (row["owner"], row["status"], row["error"]) == (other, "running", None)
+    store.put("r1", SPEC, _rows(), owner=other)  # the owner's own write goes through
+    assert store.is_done("r1") and store.index_row("r1")["status"] == "done"
+
+
+def test_claims_of_dead_owners_are_taken_at_once_in_both_owner_formats(tmp_path):
+    store = ResultStore(tmp_path)
+    me = owner_id()
+    assert re.fullmatch(rf"{re.escape(node_name())}:{os.getpid()}\.\d+", me)  # node:pid.start
+    reused = me.rpartition(".")[0] + ".1"  # this pid, but a process that started at another time
+    for rid, owner in (("old", DEAD), ("reused", reused)):
+        with store.engine.begin() as c:
+            c.execute(sa.insert(RUNS).values(run_id=rid, status="running", owner=owner, updated_at=time.time()))
+        assert store.claim_is_stale(owner, time.time()) and store.claim(rid), owner
+    assert not store.claim_is_stale(me, time.time())
+
+
+def test_done_means_a_readable_record_and_a_torn_one_is_trained_again(tmp_path):
+    store = ResultStore(tmp_path)
+    store.claim("r1")
+    store.put("r1", SPEC, _rows())
+    path = store.record_path("r1")
+    path.write_bytes(path.read_bytes()[:-20])  # the footer torn off
+    assert not store.is_done("r1") and store.status("r1") == "corrupt"
+    assert store.record_problem("r1").startswith("unreadable")
+    assert store.claim("r1")  # indexed done, but not done: claimable
+    moved = store.quarantine("r1")
+    assert moved.name.startswith("r1.parquet.corrupt-") and not path.exists()
+
+
+def test_settle_marks_done_the_rows_left_behind_their_records_but_not_a_live_claim(tmp_path):
+    store = ResultStore(tmp_path)
+    for rid in ("r1", "r2"):
+        store.claim(rid)
+        store.put(rid, SPEC, _rows())
+    _take_over(store, "r1", DEAD)        # died between the rename and the commit
+    _take_over(store, "r2", owner_id())  # being retrained (--force) by a live process
+    assert store.settle(["r1", "r2", "missing"]) == ["r1"]
+    assert store.index_row("r1")["status"] == "done" and store.index_row("r2")["status"] == "running"
+
+
+def test_a_damaged_sqlite_index_is_refused_with_the_way_out_and_rebuilt_from_the_records(tmp_path):
+    store = ResultStore(tmp_path)
+    for rid in ("r1", "r2"):
+        store.claim(rid, meta={"method": "m", "benchmark": "b", "obs_ratio": 1.0, "seed": 0, "suite": "s"})
+        store.put(rid, SPEC, _rows())
+    store.claim("r3")  # in flight
+    store.engine.dispose()
+    (tmp_path / "index.sqlite").write_bytes(b"one line of garbage\n" * 3)
+    with pytest.raises(BenchError, match="not a database.*bench store rebuild"):
+        ResultStore(tmp_path)
+    rebuilt, changed, moved = rebuild(tmp_path)
+    assert moved is not None and moved.read_bytes().startswith(b"one line of garbage")
+    assert sorted(changed["done"]) == ["r1", "r2"] and changed["unreadable"] == []
+    index = rebuilt.index_frame().set_index("run_id")
+    assert sorted(index.index) == ["r1", "r2"] and set(index["status"]) == {"done"}  # r3: not done
+    assert index.loc["r1", "method"] == SPEC["method"]["name"]
+    # a done row whose record is gone is dropped, so that the run is trained again
+    store.record_path("r2").unlink()
+    assert ResultStore(tmp_path).rebuild_index()["dropped"] == ["r2"]
+
+
+def test_a_read_only_store_creates_nothing_and_refuses_writes(tmp_path):
+    store = ResultStore(tmp_path, read_only=True)
+    assert store.index_frame().empty and store.load().empty
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(BenchError, match="read-only"):
+        store.claim("r1")
+    ResultStore(tmp_path).claim("r1")
+    assert ResultStore(tmp_path, read_only=True).index_frame()["run_id"].tolist() == ["r1"]
+
+
+def test_ls_runs_lists_corrupt_and_lost_runs(tmp_path, capsys):
+    from bench.cli import main
+
+    store = ResultStore(tmp_path)
+    for rid in ("r1", "r2", "r3"):
+        store.claim(rid)
+        store.put(rid, SPEC, _rows())
+    store.record_path("r2").write_bytes(b"torn")
+    store.record_path("r3").unlink()
+    assert main(["ls", "runs", "--results", str(tmp_path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1 corrupt, 1 done, 1 lost" in out

@@ -23,8 +23,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _not_accelerator_choice(record: logging.LogRecord) -> bool:
+    """False for DeepSpeed's line about the accelerator it picked: "Setting ds_accelerator to cpu (override)" at
+    INFO, printed on every import by releases whose logger defaulted to INFO (0.17.1: DeepSpeed issue #7411;
+    0.19.8 defaults to WARNING), and "Setting accelerator to CPU ..." at WARNING where DS_ACCELERATOR is unset.
+    We choose the accelerator ourselves, so the line only repeats our choice."""
+    return record.filename != "real_accelerator.py"
+
+
+def quiet_deepspeed_logs() -> None:
+    """Drops the accelerator line of DeepSpeed's logger; its other warnings still print. The filter goes on before
+    the first ``import deepspeed``: the line is logged during the import, and the import resets the logger's
+    level (so a level set beforehand would not hold) but keeps its filters."""
+    logging.getLogger("DeepSpeed").addFilter(_not_accelerator_choice)  # addFilter ignores a second add
+
+
 def import_deepspeed():
     os.environ.setdefault("DS_ACCELERATOR", "cuda" if _cuda() else "cpu")
+    quiet_deepspeed_logs()
     import deepspeed
     import deepspeed.comm.torch  # noqa: F401  (the module object is patched through sys.modules below)
 

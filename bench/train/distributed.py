@@ -21,7 +21,7 @@ import tempfile
 
 import pandas as pd
 
-from bench.store import ResultStore
+from bench.store import ResultStore, owner_id
 
 
 def worker_main(config: dict) -> None:
@@ -29,7 +29,8 @@ def worker_main(config: dict) -> None:
     from bench.run import _execute
 
     store = ResultStore(**config["store"])
-    _execute(config["spec"], config["run_id"], store, progress=None, tune_report_key=config.get("tune_report_key"))
+    _execute(config["spec"], config["run_id"], store, progress=None, tune_report_key=config.get("tune_report_key"),
+             owner=config["owner"])
 
 
 def _use_gpu(trainer: dict, workers: int) -> bool:
@@ -99,8 +100,9 @@ def run_distributed(spec: dict, run_id: str, store: ResultStore, cpus_per_worker
         ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
         trainer = TorchTrainer(
             worker_main,
+            # the claim is this process's: the workers check it each epoch and write the record under it
             train_loop_config={"spec": spec, "run_id": run_id, "store": store.handle(),
-                               "tune_report_key": tune_report_key},
+                               "tune_report_key": tune_report_key, "owner": owner_id()},
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
             run_config=RunConfig(name=ckpt_dir.name, storage_path=str(ckpt_dir.parent),
                                  checkpoint_config=CheckpointConfig(

@@ -197,11 +197,15 @@ def _resume_distributed(engine, ckpt_dir: Path | None) -> tuple[int, list]:
 
 def train(method: torch.nn.Module, train_ds: MultimodalDataset, val_ds: MultimodalDataset | None, trainer: dict,
           run_id: str, ckpt_dir: Path | None = None, progress: Callable[[dict], None] | None = None,
-          debug: dict | None = None, tune_report_key: str | None = None) -> TrainResult:
+          debug: dict | None = None, tune_report_key: str | None = None,
+          keep_going: Callable[[], bool] | None = None) -> TrainResult:
     """Train ``method`` in place. ``progress`` receives a dict per step and per epoch (the CLI draws a bar).
 
     Inside a process group of several workers (Ray Train) the loop is data parallel (module docstring), each
-    epoch is reported to Ray Train, and checkpoints are DeepSpeed's."""
+    epoch is reported to Ray Train, and checkpoints are DeepSpeed's. ``keep_going`` is asked at every epoch
+    boundary, before the checkpoint is saved: False (this process's claim on the run was taken over) raises
+    :class:`bench.store.ClaimLost`, so a stalled process neither trains on nor writes into the new owner's
+    checkpoint folder."""
     debug = debug or {}
     use_cuda = torch.cuda.is_available() and trainer.get("device", "auto") != "cpu"
     device = torch.device("cuda" if use_cuda else "cpu")
@@ -281,6 +285,7 @@ def train(method: torch.nn.Module, train_ds: MultimodalDataset, val_ds: Multimod
                 raise NonFiniteLoss(f"validation loss is {entry['val_loss']} at epoch {epoch}")
             entry["val_probe"] = _probe(module, val_ds, bs, device, dtype, derive_seed(run_id, "val-probe"),
                                         rank, world)
+        _check_claim(keep_going, run_id, epoch, world)
         result.history.append(entry)
         result.samples += seen
         if world > 1:
@@ -297,6 +302,19 @@ def train(method: torch.nn.Module, train_ds: MultimodalDataset, val_ds: Multimod
     result.train_s = time.perf_counter() - t0
     module.eval()
     return result
+
+
+def _check_claim(keep_going: Callable[[], bool] | None, run_id: str, epoch: int, world: int) -> None:
+    if keep_going is None:
+        return
+    ok = bool(keep_going())
+    if world > 1:  # every worker stops together, or the others would wait in the next all-reduce
+        ok = _all_sum(0.0 if ok else 1.0)[0] == 0.0
+    if not ok:
+        from bench.store import ClaimLost
+
+        raise ClaimLost(f"run {run_id}: this process's claim was taken over while it stalled; stopped after epoch "
+                        f"{epoch} without writing anything")
 
 
 def _probe(module, val_ds, bs, device, dtype, seed: int, rank: int, world: int) -> float:

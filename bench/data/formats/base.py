@@ -83,8 +83,9 @@ _MEMO_SIZE = 2  # real datasets are large: keep only the last couple of builds i
 
 
 def root_field():
-    """The ``root`` option of every reader's Config: left out of its repr, which seeds the engine's splits
-    (:func:`bench.data.load_splits`), so that the same files read from another place give the same splits."""
+    """The ``root`` option of every reader's Config. It is not part of a run's identity (bench.spec.NON_SEMANTIC),
+    from which the splits are seeded; it stays out of the repr too, which seeded the splits of spec_version 1 runs
+    (``load_splits(legacy_seeds=True)``), so that those still reproduce from another place."""
     return field(default=None, repr=False)
 
 
