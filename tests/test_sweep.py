@@ -68,6 +68,7 @@ def test_sweep_records_every_run_then_resumes_with_nothing_to_do(tmp_path):
     assert records(tmp_path) == before  # nothing trained twice
 
 
+@pytest.mark.slow  # the default run kills a sweep in tests/test_faults.py, which also counts the trainings
 def test_kill_midway_and_resume_trains_every_run_exactly_once(tmp_path):
     suite = write_suite(tmp_path, benchmarks=[{"name": "digits-ms", "overrides": ["benchmark.variants=1"]},
                                               {"name": "bc-3view"}, {"name": "mfeat6"}], obs_ratios=[1.0, 0.5],
