@@ -83,7 +83,7 @@ class Progress:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.compose import compose
-    from bench.run import resolve_spec, run_one
+    from bench.run import check_device, resolve_spec, run_one
     from bench.spec import compute_run_id
     from bench.store import ResultStore
 
@@ -100,6 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                       "stored result (--force retrains)")
     else:
         _check_data(spec)
+        check_device(spec["trainer"])  # run_one checks too; here it comes before the "training" line
         console.print(f"training {label}{f' on {requested} workers' if requested > 1 else ''}, run {run_id}")
         progress = Progress(console, spec["trainer"]["epochs"]) if spec["trainer"]["progress"] else None
         try:

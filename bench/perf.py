@@ -3,7 +3,9 @@ reported as a ratio (shared machines vary by about 15 % from one run to the next
 different runs are not comparable).
 
 * ``perf train``: samples/s of the harness's DeepSpeed loop against a bare PyTorch loop on the same model, data and
-  batch order (the engine's overhead in percent).
+  batch order (the engine's overhead in percent), both on the trainer's device. With ``precision: bf16`` the bare
+  loop runs under ``torch.autocast(bfloat16)`` (fp32 weights), the engine as DeepSpeed's bf16 mode does (bf16
+  weights, fp32 master copy in the optimizer): the same matrix-multiply precision, not the same numbers.
 * ``perf sweep``: the same runs trained one after the other in this process, then through ``bench sweep`` (Ray,
   claims, store); the difference divided by the number of runs is the harness overhead per trial.
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 import torch
 
 from bench.compose import compose
-from bench.run import resolve_spec, run_one
+from bench.run import check_device, resolve_spec, run_one
 from bench.store import ResultStore
 
 
@@ -28,6 +30,7 @@ def _method_and_data(method: str, benchmark: str, overrides: list[str]):
     from bench.registry import BENCHMARKS, METHODS
 
     spec = resolve_spec(compose([f"method={method}", f"benchmark={benchmark}", *overrides]))
+    check_device(spec["trainer"])  # a cuda trainer measured on the CPU would print CPU figures under its name
     bcls, mcls = BENCHMARKS.get(benchmark), METHODS.get(method)
     bench = bcls(make_config(bcls.Config, spec["benchmark"]["config"], "benchmark"))
     train, _, _ = load_splits(bench, 1.0, 0, val_fraction=0.0)
@@ -39,16 +42,33 @@ def _method_and_data(method: str, benchmark: str, overrides: list[str]):
     return spec, build, train
 
 
-def _bare_epoch(model, train, batch_size: int, lr: float) -> float:
+def device_of(trainer: dict) -> tuple[torch.device, bool]:
+    """(device, bf16) of a resolved trainer section, as the engine loop picks them."""
+    cuda = trainer.get("device") == "cuda" and torch.cuda.is_available()
+    return torch.device("cuda" if cuda else "cpu"), cuda and trainer.get("precision") == "bf16"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":  # kernels run asynchronously: a clock read before they finish undercounts
+        torch.cuda.synchronize(device)
+
+
+def _bare_epoch(model, train, batch_size: int, lr: float, device: torch.device = torch.device("cpu"),
+                bf16: bool = False) -> float:
+    model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.on_epoch_start(0, 1)  # as the engine loop does: schedules (warm-ups, annealing) see the same epoch
     gen = torch.Generator().manual_seed(0)
+    _sync(device)
     t0 = time.perf_counter()
-    for batch in train.batches(batch_size, shuffle=True, generator=gen):
-        loss = model.loss(batch)["loss"]
+    # gathered on the device, as the engine loop gathers them: the ratio is the engine's, not the data path's
+    for batch in train.batches(batch_size, shuffle=True, generator=gen, device=device):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model.loss(batch)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    _sync(device)
     return len(train) / (time.perf_counter() - t0)
 
 
@@ -63,15 +83,18 @@ def _engine_epoch(model, train, spec: dict) -> float:
 def perf_train(method: str = "mvae", benchmark: str = "digits-ms", repeats: int = 3, overrides=()) -> dict:
     spec, build, train = _method_and_data(method, benchmark, ["trainer.batch_size=128", *overrides])
     bs, lr = spec["trainer"]["batch_size"], spec["trainer"]["lr"]
-    _bare_epoch(build(), train, bs, lr)  # warm-up: allocator, kernels, DeepSpeed import
+    device, bf16 = device_of(spec["trainer"])
+    _bare_epoch(build(), train, bs, lr, device, bf16)  # warm-up: allocator, kernels, DeepSpeed import
     _engine_epoch(build(), train, spec)
     bare, engine = [], []
     for _ in range(repeats):  # interleaved so that drifts of a shared machine hit both alike
-        bare.append(_bare_epoch(build(), train, bs, lr))
+        bare.append(_bare_epoch(build(), train, bs, lr, device, bf16))
         engine.append(_engine_epoch(build(), train, spec))
     b, e = statistics.median(bare), statistics.median(engine)
     return {"method": method, "benchmark": benchmark, "samples": len(train), "bare_samples_s": b,
-            "engine_samples_s": e, "engine_overhead_pct": 100.0 * (b / e - 1.0), "threads": torch.get_num_threads()}
+            "engine_samples_s": e, "engine_overhead_pct": 100.0 * (b / e - 1.0), "threads": torch.get_num_threads(),
+            "device": device.type, "precision": "bf16" if bf16 else "fp32",
+            "zero_stage": int(spec["trainer"].get("zero_stage", 0)) if device.type == "cuda" else 0}
 
 
 def perf_sweep(n_runs: int = 6, epochs: int = 1) -> dict:

@@ -1,26 +1,117 @@
-"""``python -m bench perf data``: samples/s of every paper-dataset reader, first load against cached load.
+"""``python -m bench perf data``: samples/s and peak resident memory of every paper-dataset reader, first load
+against cached load.
 
 Each reader gets fixture files in its real format (bench.data.formats.fixtures) in a temporary data root, larger than
 the tests' so that decoding dominates. The first load decodes the files (PNG/JPEG decode and resize, .mat/.npz/.pt
-reads, CSV parsing) and writes the cache; the second, in the same process with the in-memory builds forgotten,
-memory-maps the cache. Both include turning the arrays into the float tensors a run trains on, so the ratio is what a
-second run of a sweep gains. Nothing is read from a real data root.
+reads, CSV parsing) and writes the cache; the cached load memory-maps it. Every load runs in a fresh child process, so
+that its peak resident memory (less the child's resident memory once its imports are done) is what that load costs,
+not what an earlier load left behind; it is printed against the uint8 size of the decoded images (the cache's uint8
+arrays), the floor of a dataset that keeps its images. Nothing is read from a real data root.
+
+:func:`organ_memory` is the MedMNIST organ case at the real release's sample counts (``scripts/data_memory.py`` and
+tests/test_data_memory.py): ``load_splits`` as a run calls it, then one pass of batches as training reads them.
 """
 
 from __future__ import annotations
 
+import gc
+import importlib
+import multiprocessing
+import os
 import shutil
+import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from bench.data.formats import fixtures as F
+from bench.errors import BenchError
 
 REPEATS = 3
+MB = 1 << 20
+# modules the readers import on first use: imported before the baseline, so that a load's figure is the data's
+PRELOAD = ("PIL.Image", "scipy.io", "torch.nn.functional", "bench.data.splits", "bench.registry")
 
 
+# --- resident memory of this process -------------------------------------------------------------------------------
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def rss_bytes() -> int:
+    """Resident memory now (Linux); elsewhere the peak so far, the best the standard library offers."""
+    kib = _status_kib("VmRSS")
+    return kib * 1024 if kib is not None else _ru_maxrss()
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory since the process started or since :func:`reset_peak_rss`."""
+    kib = _status_kib("VmHWM")
+    return kib * 1024 if kib is not None else _ru_maxrss()
+
+
+def _ru_maxrss() -> int:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r if sys.platform == "darwin" else r * 1024  # bytes on macOS, KiB on Linux
+
+
+def reset_peak_rss() -> None:
+    """Restart the peak from the current resident size (Linux >= 4.0). Where that is refused the peak stays the
+    process's own, which in a fresh child that has only imported modules is close to its resident size anyway."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+class PeakMeter:
+    """The resident memory a piece of work adds at its peak: peak RSS since creation less the RSS at creation."""
+
+    def __init__(self) -> None:
+        gc.collect()
+        self.base = rss_bytes()
+        reset_peak_rss()
+
+    def peak(self) -> int:
+        return max(0, peak_rss_bytes() - self.base)
+
+    def now(self) -> int:
+        return rss_bytes() - self.base
+
+
+def in_child(fn: Callable, *args):
+    """``fn(*args)`` in a fresh spawned process (it inherits nothing but the arguments and the environment)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def _child_setup(root: str) -> None:
+    """In a measuring child: decode cache under the temporary data root, and the imports done before measuring."""
+    os.environ.pop("MMRL_DATA_CACHE", None)
+    os.environ["MMRL_DATA"] = root
+    for mod in PRELOAD:
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            pass
+
+
+# --- every reader on fixture files ---------------------------------------------------------------------------------
 @dataclass
 class Scenario:
     benchmark: str
@@ -56,17 +147,40 @@ SCENARIOS = (
 )
 
 
-def _load_seconds(bench) -> tuple[float, int]:
+def _reader_loads(benchmark: str, root: str, config: dict, first: bool, repeats: int) -> dict:
+    """In a child: ``repeats`` builds, each after clearing the cache when ``first``; the fastest one's seconds, the
+    samples, and the peak memory of the first build (the only one that starts from a fresh process)."""
+    _child_setup(root)
     from bench.data.formats.base import clear_memo
+    from bench.registry import BENCHMARKS
 
-    clear_memo()
-    t0 = time.perf_counter()
-    train, test = bench.build()
-    return time.perf_counter() - t0, len(train) + len(test)
+    cls = BENCHMARKS.get(benchmark)
+    bench = cls(cls.Config(root=root, **config))
+    times, peak = [], None
+    for _ in range(repeats):
+        if first:
+            shutil.rmtree(bench.cache().dir, ignore_errors=True)
+        clear_memo()
+        meter = PeakMeter()
+        t0 = time.perf_counter()
+        train, test = bench.build()
+        times.append(time.perf_counter() - t0)
+        peak = meter.peak() if peak is None else peak
+        n = len(train) + len(test)
+        del train, test
+    return {"seconds": min(times), "samples": n, "peak": peak}
 
 
-def perf_data(scenarios=SCENARIOS) -> list[dict]:
-    """One row per reader: samples, first and cached load time (s) and samples/s, and the speed-up."""
+def cached_u8_bytes(bench) -> int:
+    """Bytes of the uint8 arrays (the decoded images) in ``bench``'s cache entry; 0 when there is none."""
+    arrays = bench.cache().load(bench.cache_key(bench.layout())) or {}
+    return sum(a.nbytes for a in arrays.values() if isinstance(a, np.ndarray) and a.dtype == np.uint8)
+
+
+def perf_data(scenarios=SCENARIOS, repeats: int = REPEATS) -> list[dict]:
+    """One row per reader: samples, first and cached load time (s), samples/s and peak resident memory (bytes), the
+    uint8 bytes of its decoded images, and the speed-up. Each way runs in a fresh child process, which keeps the
+    fastest of ``repeats`` loads (a shared machine is noisy) and the peak memory of its first."""
     from bench.registry import BENCHMARKS
 
     rows = []
@@ -74,18 +188,20 @@ def perf_data(scenarios=SCENARIOS) -> list[dict]:
         root = Path(tmp)
         for sc in scenarios:
             sc.write(root)
+            first, cached = (in_child(_reader_loads, sc.benchmark, str(root), sc.config, way, repeats)
+                             for way in (True, False))
             cls = BENCHMARKS.get(sc.benchmark)
-            bench = cls(cls.Config(root=str(root), **sc.config))
-            firsts = []
-            for _ in range(REPEATS):  # best of three each way: a shared machine is noisy
-                shutil.rmtree(bench.cache().dir, ignore_errors=True)
-                t, n = _load_seconds(bench)
-                firsts.append(t)
-            first = min(firsts)
-            cached = min(_load_seconds(bench)[0] for _ in range(REPEATS))
-            rows.append({"benchmark": sc.benchmark, "samples": n, "first_s": first, "cached_s": cached,
-                         "first_samples_s": n / first, "cached_samples_s": n / cached, "speedup": first / cached})
+            n = first["samples"]
+            rows.append({"benchmark": sc.benchmark, "samples": n, "first_s": first["seconds"],
+                         "cached_s": cached["seconds"], "first_samples_s": n / first["seconds"],
+                         "cached_samples_s": n / cached["seconds"], "speedup": first["seconds"] / cached["seconds"],
+                         "first_peak": first["peak"], "cached_peak": cached["peak"],
+                         "u8_bytes": cached_u8_bytes(cls(cls.Config(root=str(root), **sc.config)))})
     return rows
+
+
+def _ratio(nbytes: int, u8: int) -> str:
+    return f"{nbytes / u8:.1f}x" if u8 else "-"
 
 
 def print_perf_data(console, rows: list[dict]) -> None:
@@ -101,3 +217,89 @@ def print_perf_data(console, rows: list[dict]) -> None:
     t.add_row("all", str(sum(r["samples"] for r in rows)), f"{first:.3f}", "", f"{cached:.3f}", "",
               f"{first / cached:.1f}x")
     console.print(t)
+    m = Table(title="peak resident memory a load adds to a fresh process (MB), and its ratio to the uint8 size of "
+                    "the decoded images")
+    for c in ("reader", "uint8 MB", "first load MB", "x uint8", "cached load MB", "x uint8"):
+        m.add_column(c, justify="left" if c == "reader" else "right")
+    for r in rows:
+        u8 = r["u8_bytes"]
+        m.add_row(r["benchmark"], f"{u8 / MB:.1f}", f"{r['first_peak'] / MB:.1f}", _ratio(r["first_peak"], u8),
+                  f"{r['cached_peak'] / MB:.1f}", _ratio(r["cached_peak"], u8))
+    console.print(m)
+
+
+# --- MedMNIST organ at the release's sample counts -----------------------------------------------------------------
+def organ_counts() -> dict[str, tuple[int, int, int]]:
+    """npz flag -> (train, val, test) samples of the full release (MedMnistOrgan.expected, DATASETS.md §1.5)."""
+    from bench.data.formats.medmnist import VIEWS, MedMnistOrgan
+
+    return {flag: tuple(MedMnistOrgan.expected[f"{view} {s}"] for s in ("train", "val", "test"))
+            for view, flag in VIEWS.items()}
+
+
+def write_organ(folder: Path, size: int, seed: int = 0) -> int:
+    """The three organ npz files with the release's counts, random pixels and the 11 classes spread evenly (in
+    random order); returns the uint8 bytes of their images. Written with numpy directly and uncompressed: the
+    fixture writer's noise model holds float64 temporaries eight times the images (24 GB at 224 px), and numpy reads
+    a compressed npz member into its array in the same bounded chunks as a stored one."""
+    from bench.data.formats.medmnist import N_CLASSES, file_name
+
+    folder.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for v, (flag, counts) in enumerate(organ_counts().items()):
+        rng = np.random.default_rng([seed, v])
+        arrays = {}
+        for split, n in zip(("train", "val", "test"), counts):
+            arrays[f"{split}_images"] = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
+            arrays[f"{split}_labels"] = rng.permutation(np.arange(n) % N_CLASSES).astype(np.uint8).reshape(-1, 1)
+            total += arrays[f"{split}_images"].nbytes
+        np.savez(folder / file_name(flag, size), **arrays)
+        del arrays
+    return total
+
+
+def _touch(batch: dict) -> float:
+    """Read every value of a batch once, as a training step would (NaN where a modality is unobserved)."""
+    return sum(float(x.sum()) for x in batch["data"].values())
+
+
+def organ_load(root: str, size: int, first: bool, rho: float = 1.0, batch_size: int = 128) -> dict:
+    """In a child: ``load_splits`` of medmnist-organ as a run calls it (after clearing the cache when ``first``),
+    then one pass over the training batches in shuffled order, as training reads them. Returns the seconds and peak
+    resident memory (bytes) of each, the second peak covering the load and the pass together, the resident memory
+    added by the end, and the child's own before the load."""
+    _child_setup(root)
+    import torch
+
+    from bench.data.formats.medmnist import MedMnistOrgan
+    from bench.data.splits import load_splits
+
+    bench = MedMnistOrgan(MedMnistOrgan.Config(root=root, size=size))
+    if first:
+        shutil.rmtree(bench.cache().dir, ignore_errors=True)
+    meter = PeakMeter()
+    t0 = time.perf_counter()
+    train, val, test = load_splits(bench, rho, seed=0)
+    load_s, load_peak = time.perf_counter() - t0, meter.peak()
+    t0 = time.perf_counter()
+    for batch in train.batches(batch_size, shuffle=True, generator=torch.Generator().manual_seed(0)):
+        _touch(batch)
+    return {"samples": (len(train), len(val), len(test)), "load_s": load_s, "load_peak": load_peak,
+            "epoch_s": time.perf_counter() - t0, "epoch_peak": meter.peak(), "end_rss": meter.now(),
+            "base_rss": meter.base, "u8_cache": cached_u8_bytes(bench)}
+
+
+def organ_memory(size: int, rho: float = 1.0, tmp_dir: str | None = None) -> dict:
+    """medmnist-organ at the release's counts and ``size`` px: the uint8 bytes of the npz images, and the first
+    (decode + cache) and cached load (:func:`organ_load`), each in a fresh child process."""
+    from bench.data.formats.medmnist import SIZES
+    from bench.data.splits import check_obs_ratio
+
+    if size not in SIZES:
+        raise BenchError(f"size must be one of {', '.join(map(str, SIZES))}, got {size}")
+    rho = check_obs_ratio(rho)  # before writing gigabytes
+    with tempfile.TemporaryDirectory(prefix="mmrl-organ-memory-", dir=tmp_dir) as tmp:
+        u8 = write_organ(Path(tmp) / "medmnist-organ", size)
+        first = in_child(organ_load, tmp, size, True, rho)
+        cached = in_child(organ_load, tmp, size, False, rho)
+    return {"size": size, "rho": rho, "u8_source": u8, "first": first, "cached": cached}

@@ -23,7 +23,7 @@ from bench.records import make_rows
 from bench.registry import BENCHMARKS, METHODS, METRICS
 from bench.spec import RunSpec, compute_run_id, data_key, derive_seed
 from bench.store import ClaimHeld, ClaimLost, ResultStore, connection_lost, owner_id
-from bench.train.config import EvalConfig, TrainerConfig
+from bench.train.config import EvalConfig, TrainerConfig, device_problem, resolve_auto_device
 from bench.train.loop import train
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ def resolve_spec(cfg: dict) -> dict:
     trainer = config_dict(make_config(TrainerConfig, cfg.get("trainer"), "trainer"))
     if trainer["gradient_clipping"] is None:   # unset: the method's own default enters the spec (and the run_id)
         trainer["gradient_clipping"] = float(method_cls.default_gradient_clipping)
+    if trainer["device"] == "auto":  # the explicit fallback: the spec (and run_id) records the device that trains
+        trainer = resolve_auto_device(trainer, torch.cuda.is_available())
     ev = config_dict(make_config(EvalConfig, cfg.get("eval"), "eval"))
     for m in ev["metrics"] or []:
         METRICS.get(m)
@@ -111,6 +113,7 @@ def run_one(spec: dict, store: ResultStore, force: bool = False,
     run_id = compute_run_id(spec)
     if store.is_done(run_id) and not force:
         return RunOutcome(run_id, "cached", store.get(run_id))
+    check_device(spec["trainer"])  # before the claim: a refused run leaves no index row, record or checkpoint
     meta = {"method": spec["method"]["name"], "benchmark": spec["benchmark"]["name"],
             "obs_ratio": spec["obs_ratio"], "seed": spec["seed"], "suite": spec.get("suite", "")}
     problem = store.record_problem(run_id)
@@ -153,6 +156,25 @@ def run_one(spec: dict, store: ResultStore, force: bool = False,
                             f"{store.holder(run_id)}; nothing written") from e
         raise RunFailed(f"run {run_id} failed: {msg}") from e
     return RunOutcome(run_id, "done", record, time.perf_counter() - t0)
+
+
+def check_device(trainer: dict) -> None:
+    """Refuse (BenchError, exit 2) a trainer whose device is not visible where the run trains: a device=cuda spec
+    trained on the CPU would store a record whose identity claims a GPU run. Several workers count the GPUs of
+    the Ray cluster they will be placed on (this process may hold none), one process its own."""
+    if trainer.get("device") != "cuda":
+        return
+    workers, where = int(trainer.get("workers", 1)), ""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if workers > 1:
+        import ray
+
+        if ray.is_initialized():
+            gpus, where = int(ray.cluster_resources().get("GPU", 0)), "in the Ray cluster"
+    bf16 = gpus == 0 or workers > 1 or torch.cuda.is_bf16_supported()
+    problem = device_problem(trainer, gpus, bf16_supported=bf16, where=where)
+    if problem:
+        raise BenchError(problem)
 
 
 def _log_training(run_id: str) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bench.store import ResultStore
@@ -49,6 +50,9 @@ def index_of(tmp_path, url, suite: str):
     return df[df["suite"] == suite].set_index("run_id")
 
 
+# -m slow: the default run covers its parts faster: two drivers on one PostgreSQL store (test_postgres_faults.py),
+# a killed sweep resumed (test_faults.py), a silent claim taken over after the timeout (test_postgres.py)
+@pytest.mark.slow
 def test_two_drivers_then_a_killed_one_and_a_third_that_takes_over(tmp_path, pg_url):
     from ray.cluster_utils import Cluster
 

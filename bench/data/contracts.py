@@ -1,9 +1,14 @@
 """The contracts every benchmark honours and every method may rely on.
 
-A :class:`MultimodalDataset` holds whole tensors (first dimension = samples), integer labels and a boolean
-``mask`` [N, M] saying which modalities of each sample are observed. Unobserved float entries hold NaN and
+A :class:`MultimodalDataset` holds one tensor per modality (first dimension = samples), integer labels and a
+boolean ``mask`` [N, M] saying which modalities of each sample are observed. Unobserved float entries hold NaN and
 unobserved integer entries (token ids, segmentation masks) hold -1, so a model that ignores the mask fails loudly
 instead of learning from fake zeros.
+
+A modality of a paper dataset may instead be lazy (:mod:`bench.data.lazy`): uint8 rows memory-mapped from the decode
+cache plus an index, converted only for the rows a batch gathers. :meth:`MultimodalDataset.subset` and
+:meth:`~MultimodalDataset.with_mask` keep it lazy (the hidden rows read as NaN / -1 when gathered) and
+:meth:`~MultimodalDataset.batch` gathers it, on the training device when asked.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from typing import Any, ClassVar, Iterator, Literal
 
 import torch
 
+from bench.data.lazy import MISSING_INT, LazyRows, gather, rows
+
 ModalityKind = Literal["image", "text", "vector", "mask"]
 Likelihood = Literal["bernoulli", "gaussian", "laplace", "categorical"]
-MISSING_INT = -1
 
 _DEFAULT_LIKELIHOOD: dict[str, str] = {
     "image": "bernoulli",
@@ -88,10 +94,11 @@ class BenchmarkSpec:
 
 @dataclass
 class MultimodalDataset:
-    """Tensors for every modality, integer labels [N] and the observation mask [N, M] (True = observed)."""
+    """Tensors (or lazy rows, :mod:`bench.data.lazy`) for every modality, integer labels [N] and the observation
+    mask [N, M] (True = observed)."""
 
     modalities: tuple[Modality, ...]
-    data: dict[str, torch.Tensor]
+    data: dict[str, "torch.Tensor | LazyRows"]
     labels: torch.Tensor
     mask: torch.Tensor
     extras: dict[str, Any] = field(default_factory=dict)
@@ -125,7 +132,7 @@ class MultimodalDataset:
         idx = torch.as_tensor(idx, dtype=torch.long)
         return MultimodalDataset(
             self.modalities,
-            {k: v[idx] for k, v in self.data.items()},
+            {k: rows(v, idx) for k, v in self.data.items()},
             self.labels[idx],
             self.mask[idx],
             {k: (v[idx] if isinstance(v, torch.Tensor) and len(v) == len(self) else v) for k, v in self.extras.items()},
@@ -135,8 +142,11 @@ class MultimodalDataset:
         """A copy observing only ``mask``; unobserved entries are overwritten (NaN / -1), never left as data."""
         data = {}
         for j, m in enumerate(self.modalities):
-            t = self.data[m.name].clone()
             missing = ~mask[:, j]
+            if isinstance(self.data[m.name], LazyRows):  # marked, not written: the rows stay unread
+                data[m.name] = self.data[m.name].with_missing(missing)
+                continue
+            t = self.data[m.name].clone()
             if missing.any():
                 if t.is_floating_point():
                     t[missing] = float("nan")
@@ -145,22 +155,35 @@ class MultimodalDataset:
             data[m.name] = t
         return dataclasses.replace(self, data=data, mask=mask.clone())
 
-    def batch(self, idx: torch.Tensor) -> dict[str, Any]:
+    def batch(self, idx: torch.Tensor, device: torch.device | str | None = None) -> dict[str, Any]:
+        """The samples ``idx`` as ``{"data": {name: Tensor}, "mask": [B, M], "label": [B]}``. With ``device``
+        every tensor is on it, a lazy modality converted there (bench.data.lazy.LazyRows.gather); without, on the
+        CPU as before."""
         idx = torch.as_tensor(idx, dtype=torch.long)
+        if device is not None:
+            device = torch.device(device)
+        move = (lambda t: t) if device is None else (lambda t: t.to(device, non_blocking=True))  # noqa: E731
         return {
-            "data": {k: v[idx] for k, v in self.data.items()},
-            "mask": self.mask[idx],
-            "label": self.labels[idx],
+            "data": {k: gather(v, idx, device) for k, v in self.data.items()},
+            "mask": move(self.mask[idx]),
+            "label": move(self.labels[idx]),
         }
 
-    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
-                drop_last: bool = False) -> Iterator[dict[str, Any]]:
-        """Batches as dicts ``{"data": {name: Tensor}, "mask": [B, M], "label": [B]}`` (slicing, no collation)."""
+    def index_batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
+                      drop_last: bool = False) -> Iterator[torch.Tensor]:
+        """The sample indices of each batch, in the order :meth:`batches` gathers them."""
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         stop = n - n % batch_size if drop_last and n >= batch_size else n
         for s in range(0, stop, batch_size):
-            yield self.batch(order[s : s + batch_size])
+            yield order[s : s + batch_size]
+
+    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
+                drop_last: bool = False, device: torch.device | str | None = None) -> Iterator[dict[str, Any]]:
+        """Batches as dicts ``{"data": {name: Tensor}, "mask": [B, M], "label": [B]}`` (indexing, no collation),
+        on ``device`` when given (see :meth:`batch`)."""
+        for idx in self.index_batches(batch_size, shuffle, generator, drop_last):
+            yield self.batch(idx, device)
 
 
 class Benchmark(abc.ABC):

@@ -29,6 +29,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from bench.data.contracts import Modality, MultimodalDataset
+from bench.data.lazy import chunks, is_lazy, rows
 from bench.eval.context import EvalContext
 from bench.nn.modules import build_encoder
 from bench.registry import register_metric
@@ -92,6 +93,11 @@ class TrainedClassifier:
 def fingerprint(*tensors: torch.Tensor) -> str:
     h = hashlib.sha256()
     for t in tensors:
+        if is_lazy(t):  # hashed chunk by chunk: the same digest as the whole tensor, without holding it
+            h.update(f"{t.np_dtype}{tuple(t.shape)}".encode())
+            for part in chunks(t):
+                h.update(np.ascontiguousarray(part.numpy()).tobytes())
+            continue
         arr = np.ascontiguousarray(t.detach().cpu().numpy())
         h.update(f"{arr.dtype}{arr.shape}".encode())
         h.update(arr.tobytes())
@@ -106,9 +112,10 @@ def classifier_key(benchmark_key: str, modality: Modality, n_classes: int, cfg: 
 
 
 def observed_rows(ds: MultimodalDataset, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, labels) of the samples where ``name`` is observed (all of them in a complete split)."""
+    """(inputs, labels) of the samples where ``name`` is observed (all of them in a complete split). A lazy
+    modality stays lazy: the classifier's loops gather it batch by batch."""
     keep = ds.mask[:, ds.names.index(name)]
-    return ds.data[name][keep], ds.labels[keep]
+    return rows(ds.data[name], keep), ds.labels[keep]
 
 
 @torch.no_grad()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 
 @dataclass(frozen=True)
 class TrainerConfig:
-    device: str = "auto"          # auto | cpu | cuda
+    # auto | cpu | cuda. auto is the explicit fallback: resolve_spec turns it into the device (and precision) that
+    # will run, so the spec and run_id never say cuda/bf16 for a run trained on the CPU (docs/gpu.md)
+    device: str = "auto"
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
@@ -30,6 +33,10 @@ class TrainerConfig:
             raise ValueError(f"trainer.device must be auto, cpu or cuda, got {self.device!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"trainer.precision must be fp32 or bf16, got {self.precision!r}")
+        if self.device == "cpu" and self.precision == "bf16":
+            # the loop and ds_config turn bf16 on only on a GPU: a cpu+bf16 spec would name a precision never used
+            raise ValueError("trainer.precision=bf16 runs on a GPU only; with trainer.device=cpu use precision=fp32, "
+                             "or device=auto to take bf16 where a GPU is visible and fp32 elsewhere")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("trainer.epochs and trainer.batch_size must be at least 1")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -51,6 +58,40 @@ class TrainerConfig:
         if self.workers > 1 and self.zero_stage == 3:
             # evaluation runs on rank 0 alone after training, and ZeRO-3 leaves it only a shard of the parameters
             raise ValueError("trainer.zero_stage=3 cannot run with trainer.workers > 1; use stage 0, 1 or 2")
+
+
+def resolve_auto_device(trainer: Mapping, cuda_available: bool) -> dict:
+    """A trainer section with ``device: auto`` made concrete: cuda where a GPU is visible, else cpu with fp32 (bf16
+    runs on a GPU only). Other devices are returned unchanged. Resolved where the spec is resolved (a sweep's
+    driver), so that the spec and its run_id record what trains."""
+    trainer = dict(trainer)
+    if trainer.get("device", "auto") != "auto":
+        return trainer
+    trainer["device"] = "cuda" if cuda_available else "cpu"
+    if not cuda_available:
+        trainer["precision"] = "fp32"
+    return trainer
+
+
+def device_problem(trainer: Mapping, gpus: int, bf16_supported: bool = True, where: str = "") -> str | None:
+    """Why a run's trainer cannot run on what is visible here (``gpus`` CUDA devices), in one line; None when it
+    can. ``where`` names whose GPUs were counted (e.g. "in the Ray cluster")."""
+    if trainer.get("device") != "cuda":
+        return None
+    workers = int(trainer.get("workers", 1))
+    what = (f"trainer asks for device=cuda (precision={trainer.get('precision')}, zero_stage="
+            f"{trainer.get('zero_stage')}{f', workers={workers}' if workers > 1 else ''})")
+    fix = "use trainer=cpu, or trainer.device=auto to fall back to the CPU explicitly (the spec then records cpu/fp32)"
+    if gpus == 0:
+        seen = where or "(torch.cuda.is_available() is False)"
+        return f"{what} but no GPU is visible {seen}; {fix}"
+    if gpus < workers:
+        return f"{what} but only {gpus} GPU{'s' if gpus != 1 else ''} visible {where or 'here'}; one per worker: " \
+               f"use trainer.workers={gpus} or fewer, or {fix}"
+    if trainer.get("precision") == "bf16" and not bf16_supported:
+        return f"{what} but this GPU has no bf16 support (torch.cuda.is_bf16_supported() is False); use " \
+               "trainer.precision=fp32"
+    return None
 
 
 # Evaluation protocols (``eval.protocol``): the knob values each named protocol fixes, so that the label a report

@@ -38,16 +38,32 @@ def quiet_deepspeed_logs() -> None:
     logging.getLogger("DeepSpeed").addFilter(_not_accelerator_choice)  # addFilter ignores a second add
 
 
-def import_deepspeed():
-    os.environ.setdefault("DS_ACCELERATOR", "cuda" if _cuda() else "cpu")
+def import_deepspeed(use_cuda: bool | None = None):
+    """DeepSpeed, with its accelerator set to the run's device (``use_cuda``; None: CUDA where visible).
+
+    DeepSpeed picks one accelerator per process, from what it sees, and ``deepspeed.initialize`` moves the model to
+    it: a ``trainer=cpu`` run on a GPU machine would have its model on the GPU and its batches on the CPU. So the
+    accelerator follows the run, and is switched when a process trains runs on both devices."""
+    cuda = _cuda() if use_cuda is None else bool(use_cuda)
+    os.environ.setdefault("DS_ACCELERATOR", "cuda" if cuda else "cpu")
     quiet_deepspeed_logs()
     import deepspeed
     import deepspeed.comm.torch  # noqa: F401  (the module object is patched through sys.modules below)
+    from deepspeed.accelerator import get_accelerator
 
     # `import deepspeed.comm.torch as m` would bind the real torch package: patch through sys.modules
     sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
     for name in ("DeepSpeed", "deepspeed"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    wanted = "cuda" if cuda else "cpu"
+    if get_accelerator()._name != wanted:
+        from deepspeed.accelerator.real_accelerator import set_accelerator
+
+        if cuda:
+            from deepspeed.accelerator.cuda_accelerator import CUDA_Accelerator as Accelerator
+        else:
+            from deepspeed.accelerator.cpu_accelerator import CPU_Accelerator as Accelerator
+        set_accelerator(Accelerator())
     return deepspeed
 
 

@@ -50,20 +50,38 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-def shard(batch: dict, rank: int, world: int) -> tuple[dict, float]:
-    """This worker's contiguous slice of a global batch, and the weight of its loss: its share of the batch times
-    the number of workers (1 when the batch divides evenly). A worker left without a sample (a last batch smaller
-    than the number of workers) gets the batch's first sample at weight 0, so that it still joins the gradient
-    all-reduce."""
-    n = len(batch["label"])
+def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int, float]:
+    """(lo, hi, weight): this worker's contiguous slice [lo, hi) of a global batch of ``n`` samples, and the weight
+    of its loss: its share of the batch times the number of workers (1 when the batch divides evenly). A worker
+    left without a sample (a last batch smaller than the number of workers) gets the batch's first sample at
+    weight 0, so that it still joins the gradient all-reduce."""
     bounds = [n * r // world for r in range(world + 1)]
     lo, hi = bounds[rank], bounds[rank + 1]
     weight = (hi - lo) * world / n
     if hi == lo:
         lo, hi = 0, 1
+    return lo, hi, weight
+
+
+def shard(batch: dict, rank: int, world: int) -> tuple[dict, float]:
+    """This worker's slice of a gathered global batch and its loss weight (:func:`shard_bounds`)."""
+    lo, hi, weight = shard_bounds(len(batch["label"]), rank, world)
     pick = lambda t: t[lo:hi]  # noqa: E731
     return ({"data": {k: pick(v) for k, v in batch["data"].items()}, "mask": pick(batch["mask"]),
              "label": pick(batch["label"])}, weight)
+
+
+def device_batches(ds: MultimodalDataset, batch_size: int, device: torch.device, rank: int = 0, world: int = 1,
+                   shuffle: bool = False, generator: torch.Generator | None = None):
+    """(batch on ``device``, loss weight) per global batch: this worker's slice of the batch's indices, gathered
+    straight onto the device (a lazy modality is converted there, bench.data.lazy). The same samples, in the same
+    order, as :func:`shard` of ``ds.batches`` moved by :func:`to_device`."""
+    for idx in ds.index_batches(batch_size, shuffle=shuffle, generator=generator):
+        weight = 1.0
+        if world > 1:
+            lo, hi, weight = shard_bounds(len(idx), rank, world)
+            idx = idx[lo:hi]
+        yield ds.batch(idx, device), weight
 
 
 def _all_sum(*values: float) -> list[float]:
@@ -123,11 +141,9 @@ def evaluate_loss(module: torch.nn.Module, ds: MultimodalDataset, batch_size: in
     rng_state = torch.get_rng_state()
     torch.manual_seed(seed if world == 1 else derive_seed(f"{seed}", f"rank-{rank}"))
     with torch.no_grad():
-        for batch in ds.batches(batch_size):
-            if world > 1:
-                batch, weight = shard(batch, rank, world)
-                if weight == 0:
-                    continue
+        for batch, weight in device_batches(ds, batch_size, device, rank, world):
+            if weight == 0:
+                continue
             b = len(batch["label"])
             total += float(module.loss(to_device(batch, device, dtype))["loss"]) * b
             n += b
@@ -147,7 +163,8 @@ def evaluate_probe(module: torch.nn.Module, ds: MultimodalDataset, batch_size: i
     was_training = module.training
     module.eval()
     with torch.no_grad():
-        z = torch.cat([module.embed(to_device(b, device, dtype))["joint"].float().cpu() for b in ds.batches(batch_size)])
+        z = torch.cat([module.embed(to_device(b, device, dtype))["joint"].float().cpu()
+                       for b in ds.batches(batch_size, device=device)])
     module.train(was_training)
     with threadpool_limits(1):
         return split_half_probe(z.numpy(), ds.labels.numpy(), seed % 2**31)
@@ -211,7 +228,7 @@ def train(method: torch.nn.Module, train_ds: MultimodalDataset, val_ds: Multimod
     device = torch.device("cuda" if use_cuda else "cpu")
     dtype = torch.bfloat16 if use_cuda and trainer.get("precision") == "bf16" else None
     ensure_dist_env()
-    deepspeed = import_deepspeed()
+    deepspeed = import_deepspeed(use_cuda)
     rank, world = _world()
     engine, optimizer, _, _ = deepspeed.initialize(model=method, model_parameters=method.parameters(),
                                                    config=ds_config(trainer, use_cuda, world))
@@ -249,13 +266,11 @@ def train(method: torch.nn.Module, train_ds: MultimodalDataset, val_ds: Multimod
         torch.manual_seed(derive_seed(run_id, f"model-epoch-{epoch}{per_rank}"))
         gen = torch.Generator().manual_seed(derive_seed(run_id, f"shuffle-epoch-{epoch}"))
         loss_sum, seen = 0.0, 0
-        for step, batch in enumerate(train_ds.batches(bs, shuffle=True, generator=gen)):
+        batches = device_batches(train_ds, bs, device, rank, world, shuffle=True, generator=gen)
+        for step, (batch, weight) in enumerate(batches):
             global_step = epoch * steps_per_epoch + step
             if raise_at is not None and global_step >= int(raise_at):
                 raise RuntimeError(f"injected failure at step {global_step} (debug.raise_at_step)")
-            weight = 1.0
-            if world > 1:
-                batch, weight = shard(batch, rank, world)
             out = engine(to_device(batch, device, dtype))
             loss = out["loss"]
             if nan_at is not None and global_step >= int(nan_at):

@@ -10,7 +10,9 @@ A reader is a :class:`DiskBenchmark` with three steps:
   output is cached per (benchmark, resolution) by :class:`bench.data.cache.ArrayCache`, keyed by the files' names
   and sizes.
 * :meth:`~DiskBenchmark.assemble` turns the (memory-mapped) arrays into the complete train and test
-  :class:`~bench.data.MultimodalDataset` (float images in [0, 1], tokenised text, class-level pairings).
+  :class:`~bench.data.MultimodalDataset` (tokenised text, class-level pairings). Images stay the cache's uint8
+  arrays, read through an index (:class:`bench.data.lazy.LazyImages`: the pairings index them, nothing is copied)
+  and converted to float in [0, 1] one batch at a time.
 
 Registration touches no file: a benchmark reads its folder only when asked to build, probe or describe its data.
 """
@@ -299,6 +301,8 @@ def decode_images(paths: Sequence[Path], shape: tuple[int, ...], read: Callable[
 
 def to_float_images(u8: np.ndarray, chunk: int = 4096) -> torch.Tensor:
     """uint8 [N, ...] (possibly memory-mapped) -> float32 in [0, 1] (x / 255), in chunks to bound peak memory.
+    The readers no longer call it (their images stay lazy); it is the reference :class:`bench.data.lazy.LazyImages`
+    reproduces bit for bit.
 
     One numpy ufunc pass: no temporary float copy, and no intra-op thread pool, which on a busy machine made the
     torch version of this loop most of a cached load."""

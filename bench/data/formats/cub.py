@@ -41,7 +41,8 @@ from bench.data.contracts import PREDICTION_METRICS, BenchmarkSpec, Modality, Mu
 from bench.data.embedded.digits_ms import PAIRED_TASKS, paired_metrics
 from bench.data.formats.base import (REPRESENTATION_METRICS, DiskBenchmark, Layout, as_long, decode_images,
                                      find_base, float_to_u8, image_files, missing_error, pt_array, read_image,
-                                     read_lines, root_field, to_float_images)
+                                     read_lines, root_field)
+from bench.data.lazy import LazyImages, narrow_ints
 from bench.data.text import Vocabulary
 from bench.errors import DataError
 from bench.registry import register_benchmark
@@ -128,8 +129,8 @@ class CubIcc(DiskBenchmark):
         out = []
         for s in ("train", "test"):
             rep = torch.arange(len(arrays[f"{s}_labels"])).repeat_interleave(CAPTIONS_PER_IMAGE)
-            data = {"image": to_float_images(arrays[f"{s}_images"])[rep],
-                    "caption": vocab.encode(arrays[f"{s}_captions"], self.cfg.max_len)}
+            data = {"image": LazyImages(arrays[f"{s}_images"], rep),  # each image read once per caption, not copied
+                    "caption": narrow_ints(vocab.encode(arrays[f"{s}_captions"], self.cfg.max_len))}
             labels = as_long(arrays[f"{s}_labels"])[rep]
             out.append(MultimodalDataset.complete((image, text), data, labels, {"image_index": rep}))
         return out[0], out[1]
@@ -243,7 +244,8 @@ class Cubicc(DiskBenchmark):
         out = []
         for s in ("train", "test"):
             idx = np.asarray(arrays[f"{s}_idx"])
-            data = {"image": to_float_images(images[idx]), "caption": as_long(np.asarray(arrays["captions"])[idx])}
+            data = {"image": LazyImages(arrays["images"], as_long(idx)),
+                    "caption": narrow_ints(np.asarray(arrays["captions"])[idx])}
             out.append(MultimodalDataset.complete((image, caption), data, as_long(labels[idx]),
                                                   {"source_index": as_long(idx),
                                                    "original_label": as_long(np.asarray(arrays["labels"])[idx])}))
@@ -344,11 +346,10 @@ class Cub200(DiskBenchmark):
         attrs = Modality("attributes", "vector", (N_ATTRIBUTES,), likelihood="bernoulli")
         text = Modality("class_text", "text", (self.cfg.text_len,), vocab_size=len(vocab), vocab=vocab.itos)
         encoded = vocab.encode(texts, self.cfg.text_len)
-        images = to_float_images(arrays["images"])
         out = []
         for flag in (1, 0):
             rows = np.flatnonzero(np.asarray(arrays["is_train"]) == flag)
-            data = {"image": images[as_long(rows)],
+            data = {"image": LazyImages(arrays["images"], as_long(rows)),
                     "attributes": torch.from_numpy(np.asarray(arrays["attributes"])[rows].astype(np.float32)),
                     "class_text": encoded[as_long(labels[rows])]}
             out.append(MultimodalDataset.complete((image, attrs, text), data, as_long(labels[rows]),

@@ -22,8 +22,8 @@ import numpy as np
 
 from bench.data.contracts import BenchmarkSpec, Modality, MultimodalDataset
 from bench.data.embedded.digits_ms import PAIRED_TASKS, paired_metrics
-from bench.data.formats.base import (DiskBenchmark, Layout, as_long, missing_error, npz_shapes, root_field,
-                                     to_float_images)
+from bench.data.formats.base import DiskBenchmark, Layout, as_long, missing_error, npz_shapes, root_field
+from bench.data.lazy import LazyImages
 from bench.data.splits import split_seed
 from bench.errors import DataError
 from bench.registry import register_benchmark
@@ -143,8 +143,9 @@ class MedMnistOrgan(DiskBenchmark):
             tuples = np.asarray(arrays[f"{split}_tuples"])
             data, extras = {}, {}
             for j, name in enumerate(VIEWS):
-                data[name] = to_float_images(arrays[f"{split}_{name}"])[as_long(tuples[:, j])]
+                # the view's uint8 images, memory-mapped, read through the tuples: no per-pairing copy
                 extras[f"{name}_index"] = as_long(tuples[:, j])
+                data[name] = LazyImages(arrays[f"{split}_{name}"], extras[f"{name}_index"])
             labels = np.asarray(arrays[f"{split}_axial_labels"])[tuples[:, 0]] if len(tuples) else np.zeros(0)
             out.append(MultimodalDataset.complete(mods, data, labels, extras))
         return out[0], out[1]

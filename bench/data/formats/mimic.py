@@ -37,7 +37,8 @@ import torch
 from bench.data.contracts import PREDICTION_METRICS, BenchmarkSpec, Modality, MultimodalDataset
 from bench.data.formats.base import (REPRESENTATION_METRICS, DiskBenchmark, Layout, as_long, decode_images,
                                      find_base, float_to_u8, missing_error, pt_array, read_csv, read_image,
-                                     resize_u8, root_field, to_float_images, with_gz)
+                                     resize_u8, root_field, with_gz)
+from bench.data.lazy import LazyImages, narrow_ints
 from bench.data.text import Vocabulary
 from bench.errors import DataError
 from bench.registry import register_benchmark
@@ -243,9 +244,9 @@ class MimicCxr(DiskBenchmark):
         out = []
         for split in ("train", "test"):
             multi = np.asarray(arrays[f"{split}_labels"])
-            data = {"frontal": to_float_images(arrays[f"{split}_frontal"]),
-                    "lateral": to_float_images(arrays[f"{split}_lateral"]),
-                    "report": vocab.encode(arrays[f"{split}_text"], self.cfg.text_len)}
+            data = {"frontal": LazyImages(arrays[f"{split}_frontal"]),
+                    "lateral": LazyImages(arrays[f"{split}_lateral"]),
+                    "report": narrow_ints(vocab.encode(arrays[f"{split}_text"], self.cfg.text_len))}
             extras = {"multi_label": torch.from_numpy(multi.copy()), "study_id": as_long(arrays[f"{split}_study"])}
             out.append(MultimodalDataset.complete(mods, data, single_label(multi), extras))
         return out[0], out[1]

@@ -31,8 +31,8 @@ import torch
 from bench.data.contracts import BenchmarkSpec, Modality, MultimodalDataset
 from bench.data.embedded import digits as D
 from bench.data.embedded.digits_ms import PAIRED_TASKS, TEXT, digit_text, paired_metrics
-from bench.data.formats.base import (DiskBenchmark, Layout, as_long, load_pt, missing_error, root_field,
-                                     to_float_images, with_gz)
+from bench.data.formats.base import DiskBenchmark, Layout, as_long, load_pt, missing_error, root_field, with_gz
+from bench.data.lazy import LazyImages, LazyRows, narrow_ints
 from bench.data.splits import split_seed
 from bench.data.text import encode_chars
 from bench.errors import DataError
@@ -277,13 +277,13 @@ class MnistSvhn(DiskBenchmark):
                         f"{s}_pair_mnist": pm, f"{s}_pair_svhn": ps})
         return out
 
-    def pairs(self, arrays: dict, split: str) -> tuple[dict[str, torch.Tensor], np.ndarray, dict]:
+    def pairs(self, arrays: dict, split: str) -> tuple[dict[str, torch.Tensor | LazyRows], np.ndarray, dict]:
         pm, ps = np.asarray(arrays[f"{split}_pair_mnist"]), np.asarray(arrays[f"{split}_pair_svhn"])
-        # convert each base set once, then gather: the pairs repeat every image about dm times
-        data = {"mnist": to_float_images(arrays[f"{split}_mnist"])[as_long(pm)],
-                "svhn": to_float_images(arrays[f"{split}_svhn"])[as_long(ps)]}
-        labels = np.asarray(arrays[f"{split}_mnist_y"])[pm]
+        # the base sets stay uint8 (memory-mapped) and the pairs index them: the pairs repeat every image ~dm times
         extras = {"mnist_index": as_long(pm), "svhn_index": as_long(ps)}
+        data = {"mnist": LazyImages(arrays[f"{split}_mnist"], extras["mnist_index"]),
+                "svhn": LazyImages(arrays[f"{split}_svhn"], extras["svhn_index"])}
+        labels = np.asarray(arrays[f"{split}_mnist_y"])[pm]
         return data, labels, extras
 
     def assemble(self, arrays: dict) -> tuple[MultimodalDataset, MultimodalDataset]:
@@ -308,7 +308,7 @@ class MnistSvhnText(MnistSvhn):
         for s in SPLITS:
             data, labels, extras = self.pairs(arrays, s)
             texts, offsets = digit_text(labels, D.rng(self.cfg.seed, "mnist-svhn-text", s, "text"))
-            data["text"] = encode_chars(texts, TEXT.shape[0])
+            data["text"] = narrow_ints(encode_chars(texts, TEXT.shape[0]))
             extras["text_offset"] = torch.from_numpy(offsets)
             out.append(MultimodalDataset.complete((MNIST, SVHN, TEXT), data, labels, extras))
         return out[0], out[1]

@@ -26,7 +26,8 @@ import numpy as np
 from bench.data.contracts import BenchmarkSpec, Modality, MultimodalDataset
 from bench.data.embedded.digits_ms import PAIRED_TASKS, paired_metrics
 from bench.data.formats.base import (DiskBenchmark, Layout, as_long, decode_images, find_base, float_to_u8,
-                                     missing_error, pt_array, read_image, resize_u8, root_field, to_float_images)
+                                     missing_error, pt_array, read_image, resize_u8, root_field)
+from bench.data.lazy import LazyImages
 from bench.errors import DataError
 from bench.registry import register_benchmark
 
@@ -153,7 +154,7 @@ class PolyMnist(DiskBenchmark):
         mods = modalities(self.cfg.size)
         out = []
         for s in SPLITS:
-            data = {m.name: to_float_images(arrays[f"{s}_{m.name}"]) for m in mods}
+            data = {m.name: LazyImages(arrays[f"{s}_{m.name}"]) for m in mods}
             out.append(MultimodalDataset.complete(mods, data, as_long(arrays[f"{s}_labels"]),
                                                   {"file_index": as_long(arrays[f"{s}_index"])}))
         return out[0], out[1]

@@ -26,7 +26,8 @@ import numpy as np
 
 from bench.data.contracts import PREDICTION_METRICS, SEGMENTATION_METRICS, BenchmarkSpec, Modality, MultimodalDataset
 from bench.data.formats.base import (REPRESENTATION_METRICS, DiskBenchmark, Layout, as_long, decode_images,
-                                     find_base, missing_error, read_image, read_lines, root_field, to_float_images)
+                                     find_base, missing_error, read_image, read_lines, root_field)
+from bench.data.lazy import LazyImages, LazyInts
 from bench.data.splits import split_seed
 from bench.errors import DataError
 from bench.registry import register_benchmark
@@ -111,10 +112,10 @@ class KvasirSeg(DiskBenchmark):
         n_test = int(round(self.cfg.test_fraction * n))
         if not 0 < n_test < n:
             raise DataError(f"{self.name}: test_fraction {self.cfg.test_fraction} leaves an empty split of {n} images")
-        images = to_float_images(arrays["images"])
         out = []
         for rows in (np.sort(order[n_test:]), np.sort(order[:n_test])):
-            data = {"image": images[as_long(rows)], "mask": as_long(masks[rows])}
+            index = as_long(rows)
+            data = {"image": LazyImages(arrays["images"], index), "mask": LazyInts(arrays["masks"], index)}
             out.append(MultimodalDataset.complete(mods, data, as_long(labels[rows]), {"source_index": as_long(rows)}))
         return out[0], out[1]
 
@@ -190,6 +191,6 @@ class Voc2012(DiskBenchmark):
             masks = np.asarray(arrays[f"{split}_masks"])
             counts = np.stack([(masks == c).reshape(len(masks), -1).sum(1) for c in range(1, VOC_CLASSES)], axis=1)
             labels = np.where(counts.max(1) > 0, counts.argmax(1) + 1, 0) if len(masks) else np.zeros(0, np.int64)
-            data = {"image": to_float_images(arrays[f"{split}_images"]), "mask": as_long(masks)}
+            data = {"image": LazyImages(arrays[f"{split}_images"]), "mask": LazyInts(arrays[f"{split}_masks"])}
             out.append(MultimodalDataset.complete(mods, data, as_long(labels), {}))
         return out[0], out[1]
