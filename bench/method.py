@@ -1,4 +1,4 @@
-"""The method contract (DESIGN.md "Method").
+"""The method contract (docs/design.md "Method").
 
 A method is an ``nn.Module`` registered by name and built from ``(BenchmarkSpec, Config)``. It implements
 ``loss(batch) -> dict`` (key ``loss`` is minimised; other scalar entries are logged) and

@@ -230,7 +230,7 @@ def print_perf_data(console, rows: list[dict]) -> None:
 
 # --- MedMNIST organ at the release's sample counts -----------------------------------------------------------------
 def organ_counts() -> dict[str, tuple[int, int, int]]:
-    """npz flag -> (train, val, test) samples of the full release (MedMnistOrgan.expected, DATASETS.md §1.5)."""
+    """npz flag -> (train, val, test) samples of the full release (MedMnistOrgan.expected, docs/datasets.md §1.5)."""
     from bench.data.formats.medmnist import VIEWS, MedMnistOrgan
 
     return {flag: tuple(MedMnistOrgan.expected[f"{view} {s}"] for s in ("train", "val", "test"))

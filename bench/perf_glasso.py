@@ -1,12 +1,12 @@
 """``python -m bench perf glasso``: CM-GLasso's ADMM (:mod:`methods.cm_glasso.solver`) against public solvers, all
-measured side by side in one run (PERFORMANCE.md: repeats of one system vary by about 15 % on shared machines).
+measured side by side in one run (docs/performance.md: repeats of one system vary by about 15 % on shared machines).
 
-Problems (PERFORMANCE.md): K classes of n = 500 samples, p in {30, 100, 200}; the graph is a chain plus p/2 random
+Problems (docs/performance.md): K classes of n = 500 samples, p in {30, 100, 200}; the graph is a chain plus p/2 random
 shared edges, plus p/4 random edges per class; samples standardised; alpha = 0.1 (scikit-learn's units).
 
 * K = 1, min -logdet T + tr(S T) + alpha sum_{i!=j} |T_ij|: ours, scikit-learn ``graphical_lasso`` (``enet_tol``
   set with ``tol``: without it, it never gets below about 1e-4) and gglasso ``ADMM_SGL``.
-* K = 3: ours on the joint problem of METHODS.md §3.5 (lam_specific = alpha n, lam_shared = 1.5 lam_specific), the
+* K = 3: ours on the joint problem of docs/methods.md §3.5 (lam_specific = alpha n, lam_shared = 1.5 lam_specific), the
   same problem handed to cvxpy (a conic solver; p <= 30, see CVXPY_MAX_P) for an independent reference objective,
   and gglasso ``ADMM_MGL``
   on *its* problems, GGL and FGL (Danaher, Wang & Witten 2014: sum_k [-logdet + tr] plus alpha sum_k |T_k,ij| and
@@ -80,7 +80,7 @@ class Report:
 
 # --- problems and objectives ---------------------------------------------------------------------------------------
 def perf_problem(p: int, k: int, n: int = N_PER_CLASS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(S [k, p, p], n [k]) of the PERFORMANCE.md problem: chain + p/2 shared random edges + p/4 per class."""
+    """(S [k, p, p], n [k]) of the docs/performance.md problem: chain + p/2 shared random edges + p/4 per class."""
     rng = np.random.default_rng(seed)
     base = np.zeros((p, p))
     for j in range(p - 1):

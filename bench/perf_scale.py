@@ -4,7 +4,7 @@
 
 * Both are timed inside the training loop (``TrainResult.train_s``: after ``deepspeed.initialize``), never around
   ``TorchTrainer.fit()``, whose worker-group start-up costs 20-30 s on 2 cores whatever the training
-  (RAY_DEEPSPEED.md); that start-up is a once-per-run cost reported separately.
+  (docs/distributed.md); that start-up is a once-per-run cost reported separately.
 * Every worker, and the single worker, runs ``threads`` torch threads (1 by default), so N workers use N cores and
   the comparison is core for core. The global batch is the same for both (N workers take a slice each).
 * The single worker runs in this process, the N workers in one ``fit()``; each repeats the measurement and the

@@ -1,4 +1,4 @@
-"""One run end to end: resolve the spec, claim it, train, evaluate, store (DESIGN.md "One run, end to end")."""
+"""One run end to end: resolve the spec, claim it, train, evaluate, store (docs/design.md "One run, end to end")."""
 
 from __future__ import annotations
 

@@ -208,7 +208,7 @@ def _prune_aware_search(space, metric, mode, study_name, storage, seed, max_t, n
 
     class PruneAwareOptunaSearch(OptunaSearch):
         """Ray's OptunaSearch records trials that ASHA stopped as COMPLETE; record them as PRUNED, with their
-        last value as an intermediate value, so the study says what happened (RAY_DEEPSPEED.md).
+        last value as an intermediate value, so the study says what happened (docs/distributed.md).
 
         The budget is the study's, not this driver's: a second driver on the same study stops asking once
         finished plus running trials of all drivers reach it. Each trial is tagged with its driver so that only
@@ -361,7 +361,7 @@ def tune_cell(cell: Cell, plan: Plan, root: Path, store: ResultStore, storage_ur
                                   report_key=budget.report_key, store_kw=store.handle(), threads=int(cpus),
                                   cpus_per_worker=cpus)
         # a multi-worker trial's own process only waits for its Ray Train workers: it holds no CPU, or trial
-        # processes holding every CPU would wait forever for their workers (RAY_DEEPSPEED.md)
+        # processes holding every CPU would wait forever for their workers (docs/distributed.md)
         trainable = tune.with_resources(fn, {"cpu": cpus, "gpu": gpus} if workers == 1
                                         else {"CPU": 0, "memory": 64 * 2**20})
         # alone on the study, the sampler's seed is the study's (the same suite asks the same trials); beside

@@ -1,4 +1,4 @@
-"""Starting and joining Ray safely on small machines (RAY_DEEPSPEED.md)."""
+"""Starting and joining Ray safely on small machines (docs/distributed.md)."""
 
 from __future__ import annotations
 

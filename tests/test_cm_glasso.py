@@ -1,4 +1,4 @@
-"""CM-GLasso beyond the solver (METHODS.md §3.2, §3.7, §3.8): the QDA classifier, the structure metrics on
+"""CM-GLasso beyond the solver (docs/methods.md §3.2, §3.7, §3.8): the QDA classifier, the structure metrics on
 ggm-synth, and the registered method (node distillation, fit_after, predict, segment, embed)."""
 
 import math

@@ -9,7 +9,7 @@ import numpy as np
 
 from bench.perf_data import MB, PeakMeter, organ_counts, organ_memory
 
-# OrganA/C/SMNIST train + val + test images in the MedMNIST release (DATASETS.md §1.5)
+# OrganA/C/SMNIST train + val + test images in the MedMNIST release (docs/datasets.md §1.5)
 RELEASE_IMAGES = 34561 + 6491 + 17778 + 12975 + 2392 + 8216 + 13932 + 2452 + 8827
 K = 1.5  # resident bytes per uint8 byte of the npz images: the bound
 # What a load adds besides its data, independent of the dataset's size: the allocator's arenas and torch's first

@@ -1,4 +1,4 @@
-"""DCMEM (METHODS.md §2): the §2.8 expectations (MEME as the special case, the one-component anchor, the MI estimator,
+"""DCMEM (docs/methods.md §2): the §2.8 expectations (MEME as the special case, the one-component anchor, the MI estimator,
 no unpaired rows at rho = 1, cross-generation from the private prior), the shared estimators of bench.nn.mi, the
 objective against a per-sample reference written from the §2.3 formulas and against the per-pair loop of version 1 (the
 vectorised objective must give the same loss and gradients), masks and the method's outputs."""
@@ -39,7 +39,7 @@ def _hide(batch, rows, j, mods=MODS):
     x[rows] = -1 if mods[j].is_integer else float("nan")
 
 
-# --- an independent reference of the objective, per sample, from the formulas of METHODS.md §2.1/§2.3 -------------
+# --- an independent reference of the objective, per sample, from the formulas of docs/methods.md §2.1/§2.3 -------------
 def _normal(head, h):
     mu, logvar = head(h)
     return mu[0], (0.5 * logvar[0]).exp().clamp(min=1e-3)  # posterior std floored at 1e-3, as MEME
@@ -82,7 +82,7 @@ def _pseudo_components(model, m):
 
 
 def dcmem_reference(model, batch, seed):
-    """-(1/B) sum_i objective_i of METHODS.md §2.3 with private latents (cls_private = prior), one sample at a time:
+    """-(1/B) sum_i objective_i of docs/methods.md §2.3 with private latents (cls_private = prior), one sample at a time:
     a row with n >= 2 observed modalities averages, per source s, L_{s|t} over its n - 1 observed targets t; a row
     observing s alone gets L_s(s) with the anchor over the other modalities' pseudo-inputs. Also returns the draws
     (z^(0), w, posterior parameters) for the penalty terms. The noise is replayed in the order documented in

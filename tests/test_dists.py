@@ -1,4 +1,4 @@
-"""Tests for bench.nn.dists (METHODS.md §0)."""
+"""Tests for bench.nn.dists (docs/methods.md §0)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for bench.eval: clustering, representation probes, retrieval, FID (METHODS.md §9)."""
+"""Tests for bench.eval: clustering, representation probes, retrieval, FID (docs/methods.md §9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Generative evaluation (METHODS.md §9.1-9.3): the harness's classifiers, cross/joint coherence, FID and KID.
+"""Generative evaluation (docs/methods.md §9.1-§9.3): the harness's classifiers, cross/joint coherence, FID and KID.
 
 The methods here are fakes with known answers: an oracle whose ``generate`` returns the true paired sample, noise,
 mismatched pairs, and samplers that replay real test tuples.

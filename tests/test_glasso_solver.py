@@ -1,4 +1,4 @@
-"""CM-GLasso's graph stage (METHODS.md §3.3-§3.6, tests of §3.9): the joint ADMM, its sub-steps, the lambda path
+"""CM-GLasso's graph stage (docs/methods.md §3.3-§3.6, tests of §3.9): the joint ADMM, its sub-steps, the lambda path
 and eBIC, tailored penalties and the nonparanormal transform."""
 
 import math
@@ -72,7 +72,7 @@ def test_single_graph_matches_sklearn_and_recovers_the_support(truth):
     n = 5000
     S = sample_cov(theta, n, seed=1)
     alpha = 0.35
-    # scikit-learn stops at enet_tol unless it is lowered with tol (PERFORMANCE.md)
+    # scikit-learn stops at enet_tol unless it is lowered with tol (docs/performance.md)
     _, sk = sk_glasso(S, alpha, tol=1e-10, enet_tol=1e-10, max_iter=1000)
     ours = graphical_lasso(S, alpha, **TIGHT)
     assert np.abs(ours - sk).max() < 1e-4

@@ -1,4 +1,4 @@
-"""PMRL (METHODS.md §1): the singular-value theory of §1.2/§1.10, the loss, masks, dtype and the method's embeddings."""
+"""PMRL (docs/methods.md §1): the singular-value theory of §1.2/§1.10, the loss, masks, dtype and the method's embeddings."""
 
 import math
 

@@ -81,7 +81,7 @@ def test_select_components_never_picks_a_weight_zero_component_and_is_unbiased()
 
 
 def test_mean_of_component_kls_bounds_the_mixture_kl():
-    """MoPoE's regulariser (1/K) sum_k KL(q_k || p) >= KL((1/K) sum_k q_k || p) (convexity; METHODS.md §6)."""
+    """MoPoE's regulariser (1/K) sum_k KL(q_k || p) >= KL((1/K) sum_k q_k || p) (convexity; docs/methods.md §6)."""
     torch.manual_seed(0)
     k, d, n = 5, 3, 20000
     mu, logvar = torch.randn(k, 1, d), 0.5 * torch.randn(k, 1, d)

@@ -1,5 +1,5 @@
 """MMVAE+ (Palumbo, Daunhawer, Vogt, "MMVAE+: Enhancing the Generative Quality of Multimodal VAEs without
-Compromises", ICLR 2023; code epalu/mmvaeplus), METHODS.md §5.
+Compromises", ICLR 2023; code epalu/mmvaeplus), docs/methods.md §5.
 
 Model [paper]: a shared latent z (Dz) and a private latent w_m (Dw) per modality. Each encoder gives the factorised
 posterior q(w_m | x_m) q(z | x_m), both Laplace, with scale softmax(logits) * D + 1e-6 (``vae_polymnist.py``
@@ -27,7 +27,7 @@ Points that are ours [reconstructed]:
   their number, and only observed targets are reconstructed. With every modality observed this is the paper's
   objective. Unobserved inputs are zero-filled before the encoders and masked with ``torch.where``, so their
   values reach neither the loss nor the gradients.
-* DReG detaches the posterior parameters inside every log q term (METHODS.md §0.5, Tucker et al. 2019). The
+* DReG detaches the posterior parameters inside every log q term (docs/methods.md §0.5, Tucker et al. 2019). The
   official ``_m_dreg`` builds detached copies but then scores with the non-detached parameters, which keeps the
   score-function term; we follow the estimator's definition. The surrogate's value is shifted to the IWAE bound
   (a detached constant) so the logged loss is comparable across estimators.

@@ -1,4 +1,4 @@
-"""MoPoE-VAE (Sutter, Daunhawer, Vogt; ICLR 2021; code thomassutter/MoPoE), METHODS.md §6.
+"""MoPoE-VAE (Sutter, Daunhawer, Vogt; ICLR 2021; code thomassutter/MoPoE), docs/methods.md §6.
 
 One shared latent z ~ N(0, I) and a Gaussian expert per modality. The posterior is a uniform mixture over the
 2^M - 1 non-empty subsets S of the modalities, each component the product of the experts in S. Objective:

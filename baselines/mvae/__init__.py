@@ -1,4 +1,4 @@
-"""MVAE (Wu & Goodman, NeurIPS 2018; code mhw32/multimodal-vae-public), METHODS.md §4.
+"""MVAE (Wu & Goodman, NeurIPS 2018; code mhw32/multimodal-vae-public), docs/methods.md §4.
 
 One shared latent z ~ N(0, I); a Gaussian expert per modality; the posterior of any subset S is the product of
 the observed experts *and the prior expert*. Objective: ELBO of the observed set + ELBO of each single observed

@@ -1,5 +1,5 @@
 """MVP: Multi-View Permutation of VAEs (Xin Gao & Jian Pu, "Deep Incomplete Multi-view Learning via Cyclic
-Permutation of VAEs", ICLR 2025; code gaoxin492/MVP), METHODS.md §7.1 and §11.2.
+Permutation of VAEs", ICLR 2025; code gaoxin492/MVP), docs/methods.md §7.1 and §11.2.
 
 Each view's encoder gives a Gaussian; learned correspondence MLPs translate it into every other view's latent
 space, giving an M x M matrix of Gaussians (row = source, column = target). Each column is reordered across the

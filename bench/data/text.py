@@ -1,6 +1,6 @@
 """Dependency-free tokenisation for the embedded text modalities.
 
-Word level follows the CUB-captions convention of DATASETS.md §1.4: special tokens ``<exc>=0, <pad>=1, <eos>=2``,
+Word level follows the CUB-captions convention of docs/datasets.md §1.4: special tokens ``<exc>=0, <pad>=1, <eos>=2``,
 sequences truncated to ``max_len - 1`` tokens, then ``<eos>``, then ``<pad>``; words below ``min_count`` map to
 ``<exc>``. Character level (MNIST-SVHN-Text style) uses a fixed alphabet with index 0 = space/padding.
 """

@@ -1,4 +1,4 @@
-"""The harness's per-modality evaluation classifiers (METHODS.md §9.1-9.3).
+"""The harness's per-modality evaluation classifiers (docs/methods.md §9.1-§9.3).
 
 Coherence classifies generated samples, and the FID-proxy uses a classifier's penultimate features, so both are
 only as good as these networks. One small classifier per modality is trained on the real, complete training split

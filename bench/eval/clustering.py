@@ -1,4 +1,4 @@
-"""Clustering scores: Hungarian-matched accuracy, NMI and ARI (METHODS.md §9.5)."""
+"""Clustering scores: Hungarian-matched accuracy, NMI and ARI (docs/methods.md §9.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fréchet distance between Gaussian feature statistics (FID; METHODS.md §9.3).
+"""Fréchet distance between Gaussian feature statistics (FID; docs/methods.md §9.3).
 
 FID = ||mu_1 - mu_2||^2 + Tr(Sigma_1 + Sigma_2 - 2 (Sigma_1 Sigma_2)^{1/2}).
 

@@ -1,4 +1,4 @@
-"""Generative evaluation (METHODS.md §9.1-9.3): cross-modal and joint coherence, FID and KID.
+"""Generative evaluation (docs/methods.md §9.1-§9.3): cross-modal and joint coherence, FID and KID.
 
 Generated samples are judged by the harness's own per-modality classifiers (:mod:`bench.eval.classifiers`), so
 every method on a benchmark is scored by the same judges. Conditional generation goes through the method's

@@ -1,4 +1,4 @@
-"""The registered representation metrics (METHODS.md §9). Each is a pure function of an :class:`EvalContext`
+"""The registered representation metrics (docs/methods.md §9). Each is a pure function of an :class:`EvalContext`
 returning ``{target: value}``; importing this module registers them."""
 
 from __future__ import annotations

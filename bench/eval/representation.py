@@ -1,4 +1,4 @@
-"""Representation quality: k-means clustering scores and linear / MLP probes (METHODS.md §9.4-9.5).
+"""Representation quality: k-means clustering scores and linear / MLP probes (docs/methods.md §9.4-§9.5).
 
 Embeddings may be numpy arrays or torch tensors ([N, D]); labels are 1-D. Non-finite embeddings are refused with a
 ValueError rather than silently producing a meaningless score.

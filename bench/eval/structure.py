@@ -1,4 +1,4 @@
-"""Structure metrics: the learned graphs against a benchmark's known graphs (``ggm-synth``; METHODS.md §3).
+"""Structure metrics: the learned graphs against a benchmark's known graphs (``ggm-synth``; docs/methods.md §3).
 
 A method that learns graphs over the benchmark's own variables exposes ``structure() -> {"theta0": [p, p],
 "delta": [K, p, p], "nodes": "inputs"}`` (CM-GLasso: the shared precision Theta_0 and the class-specific Delta_k,

@@ -1,4 +1,4 @@
-"""Small, pure-torch distribution helpers shared by the multimodal VAEs (METHODS.md §0).
+"""Small, pure-torch distribution helpers shared by the multimodal VAEs (docs/methods.md §0).
 
 Conventions:
 
@@ -44,7 +44,7 @@ def product_of_experts(
     prior_expert: bool = True,
     eps: float = 1e-8,
 ) -> tuple[Tensor, Tensor]:
-    """Product of diagonal Gaussian experts (MVAE; METHODS.md §0.2).
+    """Product of diagonal Gaussian experts (MVAE; docs/methods.md §0.2).
 
     Args:
         mu, logvar: [M, B, D], one Gaussian expert per modality.
@@ -129,7 +129,7 @@ def laplace_log_prob(x: Tensor, loc: Tensor, logscale: Tensor) -> Tensor:
 
 
 def log_mixture_normal(z: Tensor, mu: Tensor, logvar: Tensor, dim: int = 0) -> Tensor:
-    """Log-density of z under an equal-weight mixture of C diagonal Gaussians (METHODS.md §0.4).
+    """Log-density of z under an equal-weight mixture of C diagonal Gaussians (docs/methods.md §0.4).
 
     log (1/C) sum_c N(z; mu_c, var_c) = logsumexp_c(sum_d log N(z_d; mu_cd, var_cd)) - log C.
 

@@ -1,5 +1,5 @@
 """Multi-sample objectives from K log importance weights: the ELBO, the IWAE bound and the DReG surrogate
-(METHODS.md §0.5).
+(docs/methods.md §0.5).
 
 Log-weights are stacked with the K samples on ``dim`` (default 0, e.g. [K, B]); every estimator returns the tensor
 with that dim reduced. Nothing here draws random numbers.

@@ -1,4 +1,4 @@
-"""Laplace posteriors and priors as MMVAE+ parameterises them (METHODS.md §5), and the masked mixture density of
+"""Laplace posteriors and priors as MMVAE+ parameterises them (docs/methods.md §5), and the masked mixture density of
 §0.4 for Laplace components.
 
 Conventions:
@@ -84,7 +84,7 @@ def log_mixture_laplace(z: Tensor, loc: Tensor, scale: Tensor, mask: Tensor) -> 
         mask: [B, C] bool, True where component c of sample b is in the mixture.
 
     Returns:
-        [..., B]: logsumexp over the kept components of log q_c(z) minus log(number kept) (METHODS.md §0.4, with
+        [..., B]: logsumexp over the kept components of log q_c(z) minus log(number kept) (docs/methods.md §0.4, with
         Laplace components; with every component kept this is the MMVAE+ ``log_mean_exp`` over modalities).
     """
     per_component = laplace_log_density(z.unsqueeze(-2), loc.transpose(0, 1), scale.transpose(0, 1))  # [..., B, C]

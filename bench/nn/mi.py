@@ -1,4 +1,4 @@
-"""Minibatch estimators of mutual information between latent variables (METHODS.md §2.3).
+"""Minibatch estimators of mutual information between latent variables (docs/methods.md §2.3).
 
 * :func:`mws_mutual_information`: I(z; w) under the *aggregate* posterior q(z, w) = E_data[q(z|x) q(w|x)], estimated
   on a minibatch by minibatch-weighted sampling (MWS; Chen, Li, Grosse, Duvenaud, "Isolating Sources of
@@ -77,7 +77,7 @@ def log_aggregate_density(log_q: Tensor, dataset_size: int | None = None, mask: 
 
 def mws_mutual_information(z: Tensor, z_mu: Tensor, z_logvar: Tensor, w: Tensor, w_mu: Tensor, w_logvar: Tensor,
                            dataset_size: int | None = None, mask: Tensor | None = None) -> Tensor:
-    """Scalar MWS estimate of I(z; w) = KL(q(z, w) || q(z) q(w)) under the aggregate posterior (METHODS.md §2.3):
+    """Scalar MWS estimate of I(z; w) = KL(q(z, w) || q(z) q(w)) under the aggregate posterior (docs/methods.md §2.3):
 
         I^ = (1/B) sum_i [ log q^(z_i, w_i) - log q^(z_i) - log q^(w_i) ],
 

@@ -1,4 +1,4 @@
-"""Subsets of modalities and mixture-component selection, for subset-based multimodal VAEs (MoPoE; METHODS.md §6,
+"""Subsets of modalities and mixture-component selection, for subset-based multimodal VAEs (MoPoE; docs/methods.md §6,
 §0.3b).
 
 Conventions:
@@ -56,7 +56,7 @@ def subset_contained(subsets: Tensor, mask: Tensor) -> Tensor:
 def subset_poe(
     mu: Tensor, logvar: Tensor, subsets: Tensor, prior: Tensor | bool = False, eps: float = 1e-8
 ) -> tuple[Tensor, Tensor]:
-    """Product of Gaussian experts for every subset at once (METHODS.md §0.2, vectorised over subsets).
+    """Product of Gaussian experts for every subset at once (docs/methods.md §0.2, vectorised over subsets).
 
     Args:
         mu, logvar: [M, B, D] experts.
@@ -106,7 +106,7 @@ def set_poe(mu: Tensor, logvar: Tensor, sets: Tensor, prior: Tensor | bool = Fal
 
 
 def select_components(weights: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One mixture component per sample, partitioning the batch in proportion to the weights (METHODS.md §0.3b).
+    """One mixture component per sample, partitioning the batch in proportion to the weights (docs/methods.md §0.3 (b)).
 
     MoPoE draws a sample of its mixture posterior by giving contiguous blocks of the (shuffled) batch to the
     components, block sizes proportional to the mixture weights (code ``thomassutter/MoPoE:utils/utils.py

@@ -1,4 +1,4 @@
-"""Everything needed to call ``deepspeed.initialize`` in a plain process (RAY_DEEPSPEED.md).
+"""Everything needed to call ``deepspeed.initialize`` in a plain process (docs/distributed.md).
 
 * the five torch.distributed variables, with a free port, unless a process group already exists (Ray Train);
 * the shared-memory comm op build patched out (a hidden 55-120 s compile on first use, results unchanged);

@@ -1,7 +1,7 @@
 """Multi-worker runs: ``trainer.workers=N`` trains a run as a Ray Train ``TorchTrainer`` of N data-parallel workers.
 
 * The process that calls :func:`run_distributed` (a sweep's trial, ``bench run``) holds the run's claim and its
-  heartbeat and only waits: in a sweep it holds no CPU (RAY_DEEPSPEED.md: trial processes holding every CPU would
+  heartbeat and only waits: in a sweep it holds no CPU (docs/distributed.md: trial processes holding every CPU would
   wait forever for their workers).
 * In each worker Ray Train has set the torch.distributed variables and created the process group (gloo on CPU,
   NCCL on GPU); ``deepspeed.initialize`` joins it with the trainer's ZeRO stage. :func:`bench.run._execute` then

@@ -1,5 +1,5 @@
 """CM-GLasso: Cross-Modal Graphical Lasso (Fei Wang, Yutong Zhang, Xiong Wang; arXiv 2604.03953, Apr 2026),
-METHODS.md §3. No method text or code of the paper was available: only its abstract and a pipeline summary.
+docs/methods.md §3. No method text or code of the paper was available: only its abstract and a pipeline summary.
 
 [paper] (abstract, summary): a unified vision-language encoder (SigLIP 2) with a text-visualisation strategy;
 cross-attention distillation into semantic nodes; spatial-aware cross-modal priors as non-uniform penalty weights

@@ -1,4 +1,4 @@
-"""The generative (QDA) classifier of METHODS.md §3.7 [reconstructed: the paper's abstract says "generative
+"""The generative (QDA) classifier of docs/methods.md §3.7 [reconstructed: the paper's abstract says "generative
 classification"; the form is standard QDA with the graphical-lasso precisions].
 
     score_k(x) = log pi_k + 1/2 logdet Theta_k - 1/2 (x - mu_k)^T Theta_k (x - mu_k),   pi_k = n_k / n

@@ -44,7 +44,7 @@ class GraphStage:
 
 @register_method("cm_glasso")
 class CMGLasso(MultimodalMethod):
-    """METHODS.md §3: node variables from cross-attention over the modalities' tokens, NPN, tailored joint
+    """docs/methods.md §3: node variables from cross-attention over the modalities' tokens, NPN, tailored joint
     graphical lasso (shared Theta_0 + class-specific Delta_k) by batched ADMM, QDA with the class precisions."""
 
     kind = "method"

@@ -1,4 +1,4 @@
-"""CM-GLasso's encoder substitute and cross-attention node distillation (METHODS.md §3.2) [reconstructed].
+"""CM-GLasso's encoder substitute and cross-attention node distillation (docs/methods.md §3.2) [reconstructed].
 
 No pretrained vision-language model is available offline, so SigLIP 2 is replaced by small towers trained from
 scratch that turn each modality into tokens of one width d:

@@ -1,4 +1,4 @@
-"""The nonparanormal transform (Liu, Lafferty & Wasserman 2009; METHODS.md §3.3) [paper-adjacent].
+"""The nonparanormal transform (Liu, Lafferty & Wasserman 2009; docs/methods.md §3.3) [paper-adjacent].
 
 For each variable j, x~_j = Phi^-1(F~_j(x_j)) with F~_j the empirical CDF of the training sample winsorised to
 [delta_n, 1 - delta_n], delta_n = 1 / (4 n^(1/4) sqrt(pi log n)). The maps are fitted once on the pooled training

@@ -1,4 +1,4 @@
-"""Lambda paths with warm starts, eBIC model selection and tailored penalty weights (METHODS.md §3.4).
+"""Lambda paths with warm starts, eBIC model selection and tailored penalty weights (docs/methods.md §3.4).
 
 * :func:`lambda_grid` / :func:`solve_path`: a geometric grid from the smallest lambda that gives the empty graph
   down to ``ratio`` times it, solved from sparse to dense, each solve warm-started from the previous one.

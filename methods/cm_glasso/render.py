@@ -1,4 +1,4 @@
-"""Text visualisation (METHODS.md §3.2, CM-GLasso's option for text) [reconstructed]: a caption is rendered into an
+"""Text visualisation (docs/methods.md §3.2, CM-GLasso's option for text) [reconstructed]: a caption is rendered into an
 image with a fixed font and read by the same vision tower as the image modality, so that one tower encodes every
 modality and the node queries attend over patches of both.
 

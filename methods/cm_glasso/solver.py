@@ -1,4 +1,4 @@
-"""The joint common-specific graphical lasso (METHODS.md §3.5) solved by scaled ADMM (§3.6).
+"""The joint common-specific graphical lasso (docs/methods.md §3.5) solved by scaled ADMM (§3.6).
 
     min  sum_k n_k [ -logdet(Theta_0 + Delta_k) + tr(S_k (Theta_0 + Delta_k)) ]
          + lam_shared sum_{i!=j} P_ij |Theta_0,ij| + lam_specific sum_k sum_{i!=j} P_ij |Delta_k,ij|
@@ -48,7 +48,7 @@ def cpu_threads(n: int | None) -> Iterator[None]:
     Why the default solve uses one: each iteration is one LAPACK call plus a handful of small element-wise
     kernels, which a second thread barely speeds up; on 2 shared cores the OpenMP pool of those small kernels
     was measured 20x slower (p = 12, K = 3: 0.06 s with one thread, 1.2 s with two under load), and a second
-    BLAS pool running beside torch's starves both (PERFORMANCE.md, gglasso with two threads).
+    BLAS pool running beside torch's starves both (docs/performance.md, gglasso with two threads).
     """
     if n is None:
         yield

@@ -1,5 +1,5 @@
 """DCMEM: Disentangled Cross-Modal Representation Learning with Enhanced Mutual Supervision (Gao, Chen, Wang, Guo,
-Liang; NeurIPS 2025, OpenReview sFyTsO2qO3), METHODS.md §2 and §11.1. No paper body or code was available: the
+Liang; NeurIPS 2025, OpenReview sFyTsO2qO3), docs/methods.md §2 and §11.1. No paper body or code was available: the
 objective is rebuilt on MEME (Joy et al., ICLR 2022; code thwjoy/meme).
 
 Model: per modality m a shared latent z_m (Dz) and a private latent w_m (Dw), Gaussian posteriors

@@ -1,5 +1,5 @@
 """DCMEM: shared and private latents per modality, MEME-style mutual supervision, an anchor prior for unpaired
-samples, an information-bottleneck penalty on I(z; w) and an InfoNCE alignment of shared means (METHODS.md §2)."""
+samples, an information-bottleneck penalty on I(z; w) and an InfoNCE alignment of shared means (docs/methods.md §2)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def importance_ratio(log_q: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def direction_objective(rec: Tensor, log_q: Tensor, kl_z: Tensor, kl_w: Tensor, alpha: float) -> Tensor:
-    """[B] L_{s|t} of METHODS.md §2.3 (to maximise), from per-sample terms of direction s|t:
+    """[B] L_{s|t} of docs/methods.md §2.3 (to maximise), from per-sample terms of direction s|t:
 
         r (log p(s | z_s, w_s) - log q(t | z_s) - KL(q(z_s|s) || p(z_s|t))) - KL(q(w_s|s) || p(w_s)) + alpha log q^(t|s)
 
@@ -95,7 +95,7 @@ def put(values: Tensor, idx: Tensor | None, size: int, dim: int = 0) -> Tensor:
 
 
 def unpaired_objective(rec: Tensor, log_q_z: Tensor, log_anchor: Tensor, kl_w: Tensor) -> Tensor:
-    """[B] L_s(s) of METHODS.md §2.3: an ELBO whose shared-latent KL is the single-sample estimate
+    """[B] L_s(s) of docs/methods.md §2.3: an ELBO whose shared-latent KL is the single-sample estimate
     log q(z_s|s) - log p_anchor(z_s) at the same draw as the reconstruction."""
     return rec - (log_q_z - log_anchor) - kl_w
 
@@ -431,7 +431,7 @@ class DCMEM(MultimodalMethod):
     @torch.no_grad()
     def generate(self, batch: dict, target: str) -> Tensor:
         """Decoder mean of ``target`` from the shared latent of the observed modalities other than target and the
-        target's private latent drawn from its prior (METHODS.md §2.8)."""
+        target's private latent drawn from its prior (docs/methods.md §2.8)."""
         j = self.modality_names.index(target)
         post = self.encode(observed_inputs(batch, self.modality_names))
         return self.decode_mean(j, *self.cross_latents(post, without(batch["mask"], j)))

@@ -1,5 +1,5 @@
 """PMRL: Principled Multimodal Representation Learning (Liu, Xia, Ng, Chua; arXiv 2507.17343, TPAMI 2026;
-code Xiaohao-Liu/PMRL), METHODS.md §1.
+code Xiaohao-Liu/PMRL), docs/methods.md §1.
 
 Each instance i stacks its L2-normalised modality embeddings into Z_i [M x d]; full alignment is a rank-1 Gram
 matrix, i.e. a maximal dominant singular value sigma_1 = sqrt(M). Objective, L = L_align + L_reg:

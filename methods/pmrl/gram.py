@@ -1,5 +1,5 @@
 """GRAM's volume objective (Cicchetti et al., ICLR 2025, arXiv 2412.11959; code ispamm/GRAM ``utils/volume.py``),
-METHODS.md §1.11: the alternative alignment that PMRL argues against, selectable with ``objective=gram``.
+docs/methods.md §1.11: the alternative alignment that PMRL argues against, selectable with ``objective=gram``.
 
 [paper] The volume of k unit vectors is sqrt(det G) with G their k x k Gram matrix (= the product of the singular
 values of the stacked matrix); the batch's cross-volume matrix pairs anchor i with sample j's other modalities; the

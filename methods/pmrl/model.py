@@ -1,4 +1,4 @@
-"""PMRL: the singular-value alignment loss and the method that trains per-modality encoders with it (METHODS.md §1)."""
+"""PMRL: the singular-value alignment loss and the method that trains per-modality encoders with it (docs/methods.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The embedded offline benchmarks (DATASETS.md "The embedded suite"): importing this package registers them."""
+"""The embedded offline benchmarks (docs/datasets.md "Embedded benchmarks"): importing this package registers them."""
 
 from bench.data.embedded import (  # noqa: F401  (imported for registration)
     breast_cancer,

@@ -220,7 +220,7 @@ def class_pairing(pool: np.ndarray, n_sides: int, dm: int, gen: np.random.Genera
     """Tuples of pool ids [len(pool) * dm, n_sides], every tuple within one class.
 
     ``pool`` holds pool ids ``source * variants + variant`` (with ``variants=1``: global digit indices).
-    ``pairing="class"`` follows mmvae's make-mnist-svhn-idx (DATASETS.md §1.1): per class, each side concatenates
+    ``pairing="class"`` follows mmvae's make-mnist-svhn-idx (docs/datasets.md §1.1): per class, each side concatenates
     ``dm`` independent random permutations of that class's samples. Unlike the MNIST/SVHN original, both sides
     draw from the *same* pool here, so the sides of one tuple are additionally forced to come from different
     *source digits* (otherwise some tuples would pair a digit with itself, or with its own deformed copy, and

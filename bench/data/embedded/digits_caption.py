@@ -1,4 +1,4 @@
-"""``digits-caption``: an offline stand-in for CUB image-captions (DATASETS.md §1.4).
+"""``digits-caption``: an offline stand-in for CUB image-captions (docs/datasets.md §1.4).
 
 Each digit image (1x16x16 in [0, 1], as digits-ms ``m1``) gets 10 templated captions, and the dataset's items are
 the *captions*: row k pairs caption k with image k // 10 (mmvae's ``ResampleDataset(..., lambda d, i: i // 10)``),

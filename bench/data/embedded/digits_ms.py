@@ -1,4 +1,4 @@
-"""``digits-ms`` and ``digits-mst``: offline stand-ins for MNIST-SVHN and MNIST-SVHN-Text (DATASETS.md §1.1, §1.2).
+"""``digits-ms`` and ``digits-mst``: offline stand-ins for MNIST-SVHN and MNIST-SVHN-Text (docs/datasets.md §1.1, §1.2).
 
 Both views draw from the split's *pool*: every train (test) sklearn digit in ``variants`` label-preserving
 deformations (:func:`bench.data.embedded.digits.variant_pool`; variant 0 is the digit itself), so the default

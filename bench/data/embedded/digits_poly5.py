@@ -1,4 +1,4 @@
-"""``digits-poly5``: an offline stand-in for PolyMNIST (DATASETS.md §1.3).
+"""``digits-poly5``: an offline stand-in for PolyMNIST (docs/datasets.md §1.3).
 
 Five modalities ``m0..m4``, each 3x16x16 in [0, 1] (Gaussian likelihood). A tuple holds digits from five
 *different* source digits of one class (class-level pairing, multiplier ``dm``, inside the train / test pool:

@@ -1,4 +1,4 @@
-"""``mfeat6``: the six real views of the UCI "Multiple Features" handwritten digits (DATASETS.md, embedded suite).
+"""``mfeat6``: the six real views of the UCI "Multiple Features" handwritten digits (docs/datasets.md, "Embedded benchmarks").
 
 2000 digits '0'-'9' (200 per class), each described by six heterogeneous feature sets, one vector modality each:
 

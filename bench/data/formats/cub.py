@@ -1,4 +1,4 @@
-"""The three CUB benchmarks (DATASETS.md §1.4 and the CUB-200-2011 release).
+"""The three CUB benchmarks (docs/datasets.md §1.4 and the CUB-200-2011 release).
 
 ``cub-icc``, mmvae's CUB Image-Captions, under ``<root>/cub-icc/`` (or ``cub-icc/cub/``)::
 

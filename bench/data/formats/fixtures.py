@@ -1,4 +1,4 @@
-"""Tiny datasets written in the exact on-disk formats of the paper datasets (DATASETS.md "Fixture tests").
+"""Tiny datasets written in the exact on-disk formats of the paper datasets (docs/datasets.md "Fixture tests").
 
 The readers' tests and ``python -m bench perf data`` write these into a temporary folder; nothing here is ever read
 from or written to a real data root. Every writer uses the format's own library (PIL, scipy.io, numpy, torch, csv)

@@ -1,5 +1,5 @@
 """``medmnist-organ``: the axial, coronal and sagittal views of MedMNIST's organ sets, paired by class
-(DATASETS.md §1.5).
+(docs/datasets.md §1.5).
 
 Files, under ``<root>/medmnist-organ/``: ``organamnist{s}.npz``, ``organcmnist{s}.npz`` and ``organsmnist{s}.npz``
 with ``{s}`` empty for 28 px and ``_64``, ``_128`` or ``_224`` otherwise (the ``medmnist`` package's names; its

@@ -1,4 +1,4 @@
-"""``mimic-cxr``: a frontal and a lateral chest X-ray of one study and its report (DATASETS.md §1.6).
+"""``mimic-cxr``: a frontal and a lateral chest X-ray of one study and its report (docs/datasets.md §1.6).
 
 MIMIC-CXR is credentialed (PhysioNet): no copy can exist in CI, so the reader is tested on fixtures only. Two
 on-disk variants, under ``<root>/mimic-cxr/``:

@@ -1,4 +1,4 @@
-"""``mnist-svhn`` and ``mnist-svhn-text``: MNIST and SVHN paired by class (DATASETS.md §1.1, §1.2).
+"""``mnist-svhn`` and ``mnist-svhn-text``: MNIST and SVHN paired by class (docs/datasets.md §1.1, §1.2).
 
 Files, under ``<root>/mnist-svhn/`` (both benchmarks read the same folder)::
 

@@ -1,4 +1,4 @@
-"""``polymnist``: five class-paired MNIST modalities on different backgrounds (DATASETS.md §1.3).
+"""``polymnist``: five class-paired MNIST modalities on different backgrounds (docs/datasets.md §1.3).
 
 Two on-disk variants, under ``<root>/polymnist/`` (or one level down, in ``PolyMNIST/`` or ``MMNIST/`` as the
 archives unpack)::
