@@ -171,7 +171,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     console.print(f"sweep {suite.name}: {result.count('done')} trained, {result.count('cached')} already done, "
                   f"{result.count('failed')} failed, {result.count('busy')} held by another driver, "
                   f"in {result.wall_s:.0f} s")
-    _write_sweep_report(console, plan, root, args.index_url, result)
+    _write_sweep_report(console, plan, root, args.index_url, result, args.optuna_storage)
     if plan.suite.ladder:
         _print_ladder(console, plan, root, args.index_url)
     bad = [r for r in result.runs if r.status not in ("done", "cached")]
@@ -223,7 +223,17 @@ def _print_ladder(console, plan, root: Path, index_url) -> None:
     console.print(ld.summary(table), soft_wrap=True)
 
 
-def _write_sweep_report(console, plan, root: Path, index_url, result) -> None:
+def _sweep_tuning(plan, root: Path, index_url, optuna_url):
+    """The Tuning section of a tuned suite's report: its studies in the storage the sweep used (none untuned)."""
+    if not plan.tuned:
+        return None
+    from reports.tuning import default_url, read_tuning
+
+    url = optuna_url or default_url(root, index_url)
+    return read_tuning(url, suite=plan.suite.name) if url else None
+
+
+def _write_sweep_report(console, plan, root: Path, index_url, result, optuna_url: str | None = None) -> None:
     """The suite's report when the reports module is present, else a summary table of the final runs."""
     from bench.store import ResultStore
 
@@ -243,7 +253,7 @@ def _write_sweep_report(console, plan, root: Path, index_url, result) -> None:
                                    for r in plan.suite.obs_ratios for seed in plan.suite.seeds])
         paths = report_from_store(store, root / "report" / plan.suite.name, suite=plan.suite.name, expected=expected,
                                   config={"suite": plan.suite.__dict__ | {"source": plan.suite.source}},
-                                  ladder=plan.suite.ladder)
+                                  ladder=plan.suite.ladder, tuning=_sweep_tuning(plan, root, index_url, optuna_url))
         console.print(f"report: {paths['index.html']}")
         return
     from rich.table import Table

@@ -105,7 +105,8 @@ def run_one(spec: dict, store: ResultStore, force: bool = False,
             progress: Callable[[dict], None] | None = None, cpus_per_worker: float = 1.0,
             tune_report_key: str | None = None) -> RunOutcome:
     """Train and evaluate one resolved spec unless the store has it. Failures are recorded and re-raised as
-    :class:`RunFailed`; nothing partial is written.
+    :class:`RunFailed`; nothing partial is written. A process whose claim was taken over while it stalled raises
+    :class:`ClaimLost` and writes nothing (docs/store.md).
 
     With ``trainer.workers`` > 1 the run trains as a Ray Train job of that many workers (``cpus_per_worker``
     each) while this process holds the claim; ``tune_report_key`` says that it is a Tune trial, whose workers

@@ -134,6 +134,10 @@ def test_tuning_budget_prunes_with_asha_and_the_final_phase_uses_the_best(tmp_pa
     assert finals[0]["method"]["config"]["beta"] == pytest.approx(best["method__beta"])
     assert finals[0]["trainer"]["lr"] == pytest.approx(best["trainer__lr"])
     assert finals[0]["trainer"]["epochs"] == 2  # the final budget, not the tuning one
+    # the sweep's own report has the study: its trial counts by state
+    tuning = next((tmp_path / "results" / "report").glob("*/tuning.md")).read_text()
+    assert study.study_name in tuning, tuning
+    assert f"| {states.count('COMPLETE')} | {states.count('PRUNED')} |" in tuning, tuning
 
 
 def test_a_crashing_run_is_recorded_failed_and_the_others_complete(tmp_path):
