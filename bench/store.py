@@ -166,22 +166,30 @@ def engine_for(url: str, connect_timeout_s: int = 10) -> sa.Engine:
 
 
 @contextlib.contextmanager
-def schema_lock(url: str):
-    """Holds a PostgreSQL advisory lock (nothing elsewhere) while tables are created: drivers that open the same
-    Optuna storage at the same moment otherwise collide in the catalog or in Optuna's version row."""
+def advisory_lock(url: str, key: int):
+    """Holds the PostgreSQL advisory lock ``key`` (a bigint) of the database at ``url`` while the block runs, across
+    every process using that database; elsewhere (SQLite: one machine) nothing."""
     engine = engine_for(url)
-    if engine.dialect.name != "postgresql":
-        yield
-        return
-    with engine.connect() as c:
-        c.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK})
-        c.commit()
-        try:
+    try:
+        if engine.dialect.name != "postgresql":
             yield
-        finally:
-            c.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_LOCK})
+            return
+        with engine.connect() as c:
+            c.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
             c.commit()
-    engine.dispose()
+            try:
+                yield
+            finally:
+                c.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                c.commit()
+    finally:
+        engine.dispose()
+
+
+def schema_lock(url: str):
+    """Held while tables are created: drivers that open the same Optuna storage at the same moment otherwise
+    collide in the catalog or in Optuna's version row."""
+    return advisory_lock(url, _SCHEMA_LOCK)
 
 
 def node_name() -> str:

@@ -13,7 +13,6 @@ drivers that stopped heart-beating are failed.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 from bench.errors import BenchError, RunFailed
 from bench.spec import compute_run_id, derive_seed
-from bench.store import (ClaimHeld, ClaimLost, ResultStore, connection_lost, db_error, engine_for, error_chain,
+from bench.store import (ClaimHeld, ClaimLost, ResultStore, advisory_lock, connection_lost, db_error, error_chain,
                          mask_url, owner_id, resolve_url, schema_lock)
 from sweeps.plan import Cell, Plan, final_spec, run_status
 from sweeps.space import apply_params, to_tune
@@ -281,28 +280,10 @@ def optuna_storage(url: str):
         raise BenchError(f"cannot open the Optuna storage {mask_url(url)}: {db_error(e, url)}") from None
 
 
-@contextlib.contextmanager
 def study_lock(url: str, study_name: str):
-    """Holds a PostgreSQL advisory lock of the study, across drivers, while the block runs. Elsewhere (SQLite, one
-    machine) nothing: drivers that share a study are meant to share a PostgreSQL storage."""
-    import sqlalchemy as sa
-
-    if not url.startswith("postgresql"):
-        yield
-        return
-    engine = engine_for(url)
-    key = derive_seed(study_name, "study lock")  # 63 bits: a PostgreSQL bigint
-    try:
-        with engine.connect() as c:
-            c.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            c.commit()
-            try:
-                yield
-            finally:
-                c.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                c.commit()
-    finally:
-        engine.dispose()
+    """The study's advisory lock across drivers (PostgreSQL; nothing on SQLite, one machine: drivers that share a
+    study are meant to share a PostgreSQL storage)."""
+    return advisory_lock(url, derive_seed(study_name, "study lock"))  # 63 bits: a PostgreSQL bigint
 
 
 def wait_for_other_drivers(study, store: ResultStore, show) -> None:
