@@ -85,11 +85,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.compose import compose
     from bench.run import check_device, resolve_spec, run_one
     from bench.spec import compute_run_id
-    from bench.store import ResultStore
+    from bench.store import ResultStore, results_dir
 
     cfg = compose(args.overrides)
     spec = resolve_spec(cfg)
-    store = ResultStore(args.results or cfg.get("results_dir") or "results", cfg.get("index_url"))
+    store = ResultStore(results_dir(args.results, cfg.get("results_dir")), cfg.get("index_url"))
     run_id = compute_run_id(spec)
     console = _console()
     label = f"{spec['method']['name']} on {spec['benchmark']['name']} (obs_ratio={spec['obs_ratio']}, seed={spec['seed']})"
@@ -124,18 +124,17 @@ def trained_by(record, requested: int) -> str:
 
 def _check_data(spec: dict) -> None:
     """A paper benchmark whose files are missing is refused before the run is claimed (exit 2), as sweeps are."""
-    from bench.config import make_config
-    from bench.registry import BENCHMARKS
+    from bench.build import benchmark_from
 
-    cls = BENCHMARKS.get(spec["benchmark"]["name"])
-    if getattr(cls, "needs_data", False):
-        cls(make_config(cls.Config, spec["benchmark"]["config"], "benchmark")).check_present()
+    benchmark = benchmark_from(spec["benchmark"]["name"], spec["benchmark"]["config"])
+    if getattr(benchmark, "needs_data", False):
+        benchmark.check_present()
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from bench.store import ResultStore
+    from bench.store import ResultStore, results_dir
     from sweeps.driver import dry_run_rows, run_sweep
     from sweeps.plan import make_plan
     from sweeps.progress import SweepDisplay
@@ -143,7 +142,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     suite = _suite_for_this_machine(load_suite(args.suite), args)
     plan = make_plan(suite, tuple(args.overrides), data_root=args.root, skip_missing=args.skip_missing)
-    root = Path(args.results or os.environ.get("MMRL_RESULTS") or "results")
+    root = results_dir(args.results)
     console = _console()
     console.print(f"suite {suite.name}: {len(plan.cells)} cells x {len(suite.seeds)} seeds"
                   + (f", tuning {suite.tune.n_trials} trials per cell" if suite.tune else ", no tuning"))
@@ -290,8 +289,9 @@ def cmd_perf(args: argparse.Namespace) -> int:
         print_perf_scale(console, perf_scale(args.method, args.benchmark, repeats=args.repeats))
     elif args.what == "glasso":
         from bench.perf_glasso import perf_glasso, print_perf_glasso
+        from bench.store import results_dir
 
-        csv_path = Path(os.environ.get("MMRL_RESULTS") or "results") / "perf" / "glasso.csv"
+        csv_path = results_dir() / "perf" / "glasso.csv"
         print_perf_glasso(console, perf_glasso(repeats=args.repeats), csv_path)
     else:
         r = perf.perf_sweep(n_runs=args.runs)
@@ -396,8 +396,7 @@ def _ls_runs(console, args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from bench.store import ResultStore, mask_url
-    from reports.cli import results_dir
+    from bench.store import ResultStore, mask_url, results_dir
 
     store = ResultStore(results_dir(args.results), args.index_url, read_only=True)
     runs = [r for r in run_listing(store) if not args.suite or r["suite"] == args.suite]
@@ -418,8 +417,7 @@ def _ls_runs(console, args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    from bench.store import mask_url, rebuild
-    from reports.cli import results_dir
+    from bench.store import mask_url, rebuild, results_dir
 
     store, changed, moved = rebuild(results_dir(args.results), args.index_url)
     if moved is not None:

@@ -25,19 +25,17 @@ from bench.store import ResultStore
 
 
 def _method_and_data(method: str, benchmark: str, overrides: list[str]):
-    from bench.config import make_config
+    from bench.build import benchmark_from, method_from
     from bench.data import load_splits
-    from bench.registry import BENCHMARKS, METHODS
 
     spec = resolve_spec(compose([f"method={method}", f"benchmark={benchmark}", *overrides]))
     check_device(spec["trainer"])  # a cuda trainer measured on the CPU would print CPU figures under its name
-    bcls, mcls = BENCHMARKS.get(benchmark), METHODS.get(method)
-    bench = bcls(make_config(bcls.Config, spec["benchmark"]["config"], "benchmark"))
+    bench = benchmark_from(benchmark, spec["benchmark"]["config"])
     train, _, _ = load_splits(bench, 1.0, 0, val_fraction=0.0)
 
     def build():
         torch.manual_seed(0)
-        return mcls(bench.spec(), make_config(mcls.Config, spec["method"]["config"], "method"))
+        return method_from(method, bench.spec(), spec["method"]["config"])
 
     return spec, build, train
 

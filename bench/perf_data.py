@@ -151,11 +151,10 @@ def _reader_loads(benchmark: str, root: str, config: dict, first: bool, repeats:
     """In a child: ``repeats`` builds, each after clearing the cache when ``first``; the fastest one's seconds, the
     samples, and the peak memory of the first build (the only one that starts from a fresh process)."""
     _child_setup(root)
+    from bench.build import benchmark_from
     from bench.data.formats.base import clear_memo
-    from bench.registry import BENCHMARKS
 
-    cls = BENCHMARKS.get(benchmark)
-    bench = cls(cls.Config(root=root, **config))
+    bench = benchmark_from(benchmark, {"root": root, **config})
     times, peak = [], None
     for _ in range(repeats):
         if first:
@@ -181,7 +180,7 @@ def perf_data(scenarios=SCENARIOS, repeats: int = REPEATS) -> list[dict]:
     """One row per reader: samples, first and cached load time (s), samples/s and peak resident memory (bytes), the
     uint8 bytes of its decoded images, and the speed-up. Each way runs in a fresh child process, which keeps the
     fastest of ``repeats`` loads (a shared machine is noisy) and the peak memory of its first."""
-    from bench.registry import BENCHMARKS
+    from bench.build import benchmark_from
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="mmrl-perf-data-") as tmp:
@@ -190,13 +189,12 @@ def perf_data(scenarios=SCENARIOS, repeats: int = REPEATS) -> list[dict]:
             sc.write(root)
             first, cached = (in_child(_reader_loads, sc.benchmark, str(root), sc.config, way, repeats)
                              for way in (True, False))
-            cls = BENCHMARKS.get(sc.benchmark)
             n = first["samples"]
             rows.append({"benchmark": sc.benchmark, "samples": n, "first_s": first["seconds"],
                          "cached_s": cached["seconds"], "first_samples_s": n / first["seconds"],
                          "cached_samples_s": n / cached["seconds"], "speedup": first["seconds"] / cached["seconds"],
                          "first_peak": first["peak"], "cached_peak": cached["peak"],
-                         "u8_bytes": cached_u8_bytes(cls(cls.Config(root=str(root), **sc.config)))})
+                         "u8_bytes": cached_u8_bytes(benchmark_from(sc.benchmark, {"root": str(root), **sc.config}))})
     return rows
 
 

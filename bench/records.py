@@ -17,6 +17,12 @@ import pyarrow as pa
 
 SCHEMA_VERSION = 2   # 2: the workers column
 
+# the training loop's per-epoch history keys -> record rows: (history key, metric, split, higher_is_better)
+HISTORY_ROWS = (("train_loss", "loss", "train", False), ("val_loss", "loss", "val", False),
+                ("val_probe", "probe_split_half", "val", True))
+# a validation metric -> the history key the loop reports it under (what Ray Tune watches during a trial)
+VAL_HISTORY_KEY = {metric: key for key, metric, split, _ in HISTORY_ROWS if split == "val"}
+
 SCHEMA = pa.schema([
     ("run_id", pa.string()),
     ("schema_version", pa.int32()),

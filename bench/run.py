@@ -19,7 +19,8 @@ from bench.data.splits import check_obs_ratio, load_splits, PROTOCOLS
 from bench.errors import BenchError, RunFailed
 from bench.eval.context import EvalContext
 from bench.eval.evaluate import evaluate
-from bench.records import make_rows
+from bench.build import benchmark_from, method_from
+from bench.records import HISTORY_ROWS, make_rows
 from bench.registry import BENCHMARKS, METHODS, METRICS
 from bench.spec import RunSpec, compute_run_id, data_key, derive_seed
 from bench.store import ClaimHeld, ClaimLost, ResultStore, connection_lost, owner_id
@@ -68,11 +69,6 @@ def resolve_spec(cfg: dict) -> dict:
                    phase=_phase(cfg.get("phase", "final")), protocol=_protocol_label(cfg.get("protocol", "default")),
                    debug={k: v for k, v in (cfg.get("debug") or {}).items() if v is not None})
     return spec.to_dict()
-
-
-# per-epoch history -> record rows: (history key, metric, split, higher_is_better)
-HISTORY_ROWS = (("train_loss", "loss", "train", False), ("val_loss", "loss", "val", False),
-                ("val_probe", "probe_split_half", "val", True))
 
 
 def _protocol_label(protocol) -> str:
@@ -211,16 +207,14 @@ def _execute(spec: dict, run_id: str, store: ResultStore, progress,
     not, and the record is written only under its claim."""
     owner = owner or owner_id()
     t0 = time.perf_counter()
-    method_cls = METHODS.get(spec["method"]["name"])
-    bench_cls = BENCHMARKS.get(spec["benchmark"]["name"])
-    benchmark = bench_cls(make_config(bench_cls.Config, spec["benchmark"]["config"], "benchmark"))
+    benchmark = benchmark_from(spec["benchmark"]["name"], spec["benchmark"]["config"])
     bspec = benchmark.spec()
     trainer = spec["trainer"]
     train_ds, val_ds, test_ds = load_splits(benchmark, spec["obs_ratio"], spec["seed"], spec.get("missing", "paired"),
                                             val_fraction=trainer["val_fraction"],
                                             legacy_seeds=spec.get("spec_version", 1) < 2)  # v1 records: old splits
     seed_everything(derive_seed(run_id, "init"))
-    method = method_cls(bspec, make_config(method_cls.Config, spec["method"]["config"], "method"))
+    method = method_from(spec["method"]["name"], bspec, spec["method"]["config"])
     result = train(method, train_ds, val_ds, trainer, run_id, ckpt_dir=store.checkpoint_dir(run_id),
                    progress=progress, debug=spec.get("debug"), tune_report_key=tune_report_key,
                    keep_going=still_owned(store, run_id, owner))
@@ -241,7 +235,7 @@ def _execute(spec: dict, run_id: str, store: ResultStore, progress,
             if key in h:
                 rows.append({"metric": metric, "target": "", "epoch": int(h["epoch"]), "value": h[key],
                              "higher_is_better": higher, "split": split, "status": "done"})
-    record = make_rows(spec, run_id, method_cls.kind, rows, epoch=result.epochs, wall_s=time.perf_counter() - t0,
+    record = make_rows(spec, run_id, type(method).kind, rows, epoch=result.epochs, wall_s=time.perf_counter() - t0,
                        workers=result.world_size)
     store.put(run_id, spec, record, owner=owner)
     return record

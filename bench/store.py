@@ -192,6 +192,12 @@ def schema_lock(url: str):
     return advisory_lock(url, _SCHEMA_LOCK)
 
 
+def results_dir(arg: str | os.PathLike | None = None, configured: str | os.PathLike | None = None) -> Path:
+    """The results folder: the command line's ``--results``, else the config's ``results_dir``, else
+    ``$MMRL_RESULTS``, else ``./results``."""
+    return Path(arg or configured or os.environ.get("MMRL_RESULTS") or "results")
+
+
 def node_name() -> str:
     """This node's name in claims: ``MMRL_NODE_NAME`` or the hostname plus the PID namespace, since containers on
     one machine can share a hostname and still not see each other's processes."""

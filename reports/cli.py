@@ -6,20 +6,15 @@ bench/cli.py registers it with ``add_report_parser(sub)``.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from bench.errors import BenchError
 
 
-def results_dir(arg: str | None) -> Path:
-    return Path(arg or os.environ.get("MMRL_RESULTS") or "results")
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
-    from bench.store import ResultStore, open_error
+    from bench.store import ResultStore, open_error, results_dir
     from reports.build import report_from_store
 
     results = results_dir(args.results)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, RunFailed
+from bench.records import VAL_HISTORY_KEY
 from bench.spec import compute_run_id, derive_seed
 from bench.store import (ClaimHeld, ClaimLost, ResultStore, advisory_lock, connection_lost, db_error, error_chain,
                          mask_url, owner_id, resolve_url, schema_lock)
@@ -193,7 +194,7 @@ def _replay(store: ResultStore, run_id: str, report_key: str, only_last: bool = 
     from ray import tune
 
     rec = store.get(run_id)
-    metric = {"val_probe": "probe_split_half", "val_loss": "loss"}[report_key]
+    metric = {key: m for m, key in VAL_HISTORY_KEY.items()}[report_key]
     curve = rec[(rec["split"] == "val") & (rec["metric"] == metric)].sort_values("epoch")
     rows = list(curve.itertuples())
     for r in rows[-1:] if only_last else rows:

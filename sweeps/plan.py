@@ -70,7 +70,7 @@ def root_override(root: str) -> str:
 def unusable_data(suite: Suite, extra_overrides: tuple[str, ...], root: str) -> dict[str, str]:
     """{benchmark: why not} for the suite's paper benchmarks whose files are missing or unreadable under ``root``.
     Cheap: files are listed and checked, nothing is decoded."""
-    from bench.config import make_config
+    from bench.build import benchmark_from
     from bench.errors import DataError
 
     out = {}
@@ -78,10 +78,8 @@ def unusable_data(suite: Suite, extra_overrides: tuple[str, ...], root: str) -> 
         if b.name not in BENCHMARKS or not needs_data(b.name):
             continue
         cfg = compose([*suite.overrides, *b.overrides, root_override(root), *extra_overrides, f"benchmark={b.name}"])
-        cls = BENCHMARKS.get(b.name)
-        values = {k: v for k, v in cfg["benchmark"].items() if k != "name"}
         try:
-            cls(make_config(cls.Config, values, f"benchmark {b.name}")).check_present()
+            benchmark_from(b.name, cfg["benchmark"], f"benchmark {b.name}").check_present()
         except DataError as e:
             out[b.name] = str(e)
     return out

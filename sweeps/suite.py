@@ -42,9 +42,12 @@ from typing import Any
 import yaml
 
 from bench.errors import BenchError
+from bench.records import HISTORY_ROWS, VAL_HISTORY_KEY
 
 SUITE_DIR = Path(__file__).resolve().parent / "conf" / "suite"
-TUNE_METRICS = {"probe_split_half": ("val_probe", "max"), "loss": ("val_loss", "min")}
+# a tuned metric -> (the history key a trial reports it under, the direction Optuna optimizes)
+TUNE_METRICS = {metric: (VAL_HISTORY_KEY[metric], "max" if higher else "min")
+                for _, metric, split, higher in HISTORY_ROWS if split == "val"}
 
 
 @dataclass(frozen=True)

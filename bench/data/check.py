@@ -32,20 +32,18 @@ class Row:
 
 def benchmark_instance(name: str, overrides: tuple[str, ...], root: str | None):
     """The benchmark ``name`` configured as the suite runs it (its overrides), reading from ``root``."""
+    from bench.build import benchmark_from
     from bench.compose import compose
-    from bench.config import make_config
     from bench.registry import BENCHMARKS
 
-    cls = BENCHMARKS.get(name)
     values = {}
     try:
         values = dict(compose([*overrides, f"benchmark={name}"])["benchmark"])
     except BenchError:
         pass  # an override aimed at other config groups: the defaults still say where the files are
-    values.pop("name", None)
-    if getattr(cls, "needs_data", False):
+    if getattr(BENCHMARKS.get(name), "needs_data", False):
         values["root"] = str(data_root(root))
-    return cls(make_config(cls.Config, values, f"benchmark {name}"))
+    return benchmark_from(name, values, f"benchmark {name}")
 
 
 def benchmark_overrides(suite, entry) -> tuple[str, ...]:
