@@ -171,6 +171,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                   f"{result.count('failed')} failed, {result.count('busy')} held by another driver, "
                   f"in {result.wall_s:.0f} s")
     _write_sweep_report(console, plan, root, args.index_url, result, args.optuna_storage)
+    _print_trackers(console, plan, root, args.index_url, args.optuna_storage)
     if plan.suite.ladder:
         _print_ladder(console, plan, root, args.index_url)
     bad = [r for r in result.runs if r.status not in ("done", "cached")]
@@ -230,6 +231,20 @@ def _sweep_tuning(plan, root: Path, index_url, optuna_url):
 
     url = optuna_url or default_url(root, index_url)
     return read_tuning(url, suite=plan.suite.name) if url else None
+
+
+def _print_trackers(console, plan, root: Path, index_url, optuna_url) -> None:
+    """Where to look at curves and studies: folders and databases that outlive the sweep (Ray's own TensorBoard
+    hint names its temporary session folder, deleted when the sweep ends; it is silenced in sweeps/compat.py)."""
+    from bench.store import mask_url
+
+    console.print(f"curves (every run's epochs, every tuning trial): tensorboard --logdir {root}", soft_wrap=True)
+    if plan.tuned:
+        from reports.tuning import default_url
+
+        url = optuna_url or default_url(root, index_url)
+        if url:
+            console.print(f"studies: optuna-dashboard {mask_url(url)}", soft_wrap=True)
 
 
 def _write_sweep_report(console, plan, root: Path, index_url, result, optuna_url: str | None = None) -> None:

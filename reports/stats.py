@@ -10,7 +10,8 @@ the average rank.
 * Nemenyi critical difference: ``q_alpha / sqrt(2) * sqrt(k (k + 1) / (6 N))`` with ``q_alpha`` the studentized
   range quantile for k groups and infinite degrees of freedom; two methods whose average ranks differ by less are
   not told apart. Computed under the same conditions as Friedman.
-* Pairwise Wilcoxon signed-rank tests over benchmarks, Holm-corrected within one metric and observation ratio.
+* Pairwise Wilcoxon signed-rank tests over benchmarks, Holm-corrected within one metric and observation ratio
+  (``statsmodels.stats.multitest.multipletests``).
 
 One comparison per leaderboard table (metric, evaluation protocol, observation ratio). The untrained floor is not
 a compared method: it is every row's reference (:mod:`reports.tables`), so it takes no rank from the others.
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
 
 from reports.tables import (DEFAULT_PROTOCOL, direction_word, fmt_float, fmt_ratio, md_escape, protocol_suffix,
                             table_protocol, tables)
@@ -111,17 +113,12 @@ def critical_difference(k: int, n: int, alpha: float = ALPHA) -> float:
 
 
 def holm(pvalues) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values, in the input's order."""
+    """Holm-Bonferroni adjusted p-values, in the input's order (statsmodels' ``multipletests``; Holm, Scand. J.
+    Statist. 1979: the i-th smallest of m p-values times m - i + 1, never below the one before it, capped at 1)."""
     p = np.asarray(pvalues, dtype=float)
-    m = len(p)
-    adjusted = np.empty(m)
-    running = 0.0
-    for i, j in enumerate(np.argsort(p, kind="mergesort")):
-        # step-down: the i-th smallest is multiplied by the number of hypotheses still open, and an adjusted
-        # p-value may never be smaller than one before it
-        running = max(running, min(1.0, (m - i) * p[j]))
-        adjusted[j] = running
-    return adjusted
+    if p.size == 0:  # a table with fewer than two methods has no pair
+        return np.empty(0)
+    return multipletests(p, method="holm")[1]
 
 
 def pairwise_wilcoxon(scores: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:

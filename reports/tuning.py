@@ -100,7 +100,8 @@ def read_tuning(url: str, suite: str | None = None) -> Tuning:
                 continue
             directions = [d.name.lower() for d in s.directions]
             studies.append(summarize(s.study_name, directions,
-                                     storage.get_all_trials(s._study_id, deepcopy=False)))
+                                     storage.get_all_trials(storage.get_study_id_from_name(s.study_name),
+                                                            deepcopy=False)))
         storage.remove_session()
         storage.engine.dispose()
     except BenchError:

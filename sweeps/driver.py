@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.compat import (mark_optuna_search_trial_told, optuna_search_study, optuna_search_trial, optuna_trial_id,
+                          tune_console_env)
 from bench.errors import BenchError, RunFailed
 from bench.records import VAL_HISTORY_KEY
 from bench.spec import compute_run_id, derive_seed
 from bench.store import (ClaimHeld, ClaimLost, ResultStore, advisory_lock, connection_lost, db_error, error_chain,
                          mask_url, owner_id, resolve_url, schema_lock)
 from sweeps.plan import Cell, Plan, final_spec, run_status
-from sweeps.space import apply_params, to_tune
+from sweeps.space import apply_params, to_optuna
 
 log = logging.getLogger(__name__)
 
@@ -240,24 +243,26 @@ def _prune_aware_search(space, metric, mode, study_name, storage, seed, max_t, n
             # count, ask and tag under one lock of all drivers: two that both see one trial left would otherwise
             # both ask it, and a driver starting up could fail a trial asked but not yet tagged as another's
             with study_lock(storage.url, study_name):
-                if self._ot_study is not None:
-                    taken = self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                                              TrialState.RUNNING))
+                study = optuna_search_study(self)
+                if study is not None:
+                    taken = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                     TrialState.RUNNING))
                     if len(taken) >= n_trials:
                         return Searcher.FINISHED
                 out = super().suggest(trial_id)
-                if trial_id in self._ot_trials:
-                    storage.set_trial_system_attr(self._ot_trials[trial_id]._trial_id, "mmrl_driver", owner_id())
+                asked = optuna_search_trial(self, trial_id)
+                if asked is not None:
+                    storage.set_trial_system_attr(optuna_trial_id(asked), "mmrl_driver", owner_id())
             return out
 
         def _on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-            if not error and result and int(result.get("epoch", max_t)) < max_t and trial_id in self._ot_trials:
-                ot_trial = self._ot_trials[trial_id]
+            ot_trial = optuna_search_trial(self, trial_id)
+            if not error and result and int(result.get("epoch", max_t)) < max_t and ot_trial is not None:
                 value = result.get(metric)
                 if value is not None and math.isfinite(value):
                     ot_trial.report(float(value), int(result["epoch"]))
-                self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
-                self._completed_trials.add(trial_id)
+                optuna_search_study(self).tell(ot_trial, state=TrialState.PRUNED)
+                mark_optuna_search_trial_told(self, trial_id)
                 return
             super().on_trial_complete(trial_id, result=result, error=error)
 
@@ -313,6 +318,7 @@ def tune_cell(cell: Cell, plan: Plan, root: Path, store: ResultStore, storage_ur
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep's own lines say which study and what is left
     budget = plan.suite.tune
     storage = optuna_storage(storage_url)
     name = cell.study_name(plan.suite)
@@ -328,7 +334,7 @@ def tune_cell(cell: Cell, plan: Plan, root: Path, store: ResultStore, storage_ur
             # left RUNNING by a killed driver: it can never finish, and it must not count against the budget; a
             # live driver's trial (another person's sweep on the same study) is left to finish
             if not store.driver_alive(t.system_attrs.get("mmrl_driver")):
-                storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                storage.set_trial_state_values(optuna_trial_id(t), TrialState.FAIL)
     taken = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
                                                          TrialState.RUNNING)))
     remaining = budget.n_trials - taken
@@ -350,7 +356,7 @@ def tune_cell(cell: Cell, plan: Plan, root: Path, store: ResultStore, storage_ur
         # another live driver, its own, or both would ask the same parameters
         alone = not [d for d in store.live_drivers() if d != owner_id()]
         seed = derive_seed(name, "optuna" if alone else f"optuna/{owner_id()}") % 2**31
-        searcher = _prune_aware_search(to_tune(cell.space), budget.report_key, budget.mode, name, storage,
+        searcher = _prune_aware_search(to_optuna(cell.space), budget.report_key, budget.mode, name, storage,
                                        seed, budget.epochs, budget.n_trials)
         scheduler = ASHAScheduler(time_attr="epoch", max_t=budget.epochs, grace_period=budget.grace_period,
                                   reduction_factor=budget.reduction_factor)
@@ -363,6 +369,7 @@ def tune_cell(cell: Cell, plan: Plan, root: Path, store: ResultStore, storage_ur
                                       callbacks=[store_watch(store, searcher)],
                                       failure_config=tune.FailureConfig(max_failures=plan.suite.max_retries)),
         )
+        os.environ.update(tune_console_env())  # the driver process only; the sweep's own lines say where to look
         if workers > 1:
             from sweeps.ray_utils import PlacementGroupJanitor
 
@@ -370,6 +377,7 @@ def tune_cell(cell: Cell, plan: Plan, root: Path, store: ResultStore, storage_ur
                 tuner.fit()
         else:
             tuner.fit()
+        show(f"trials of {cell.key} in {root / 'tune' / name}")
     study = optuna.load_study(study_name=name, storage=storage)
     wait_for_other_drivers(study, store, show)
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

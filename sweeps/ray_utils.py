@@ -7,6 +7,7 @@ import shutil
 import socket
 import tempfile
 
+from bench.compat import actor_placement_group_ids, ray_temp_dir_kwargs
 from bench.errors import BenchError
 
 
@@ -46,7 +47,7 @@ def start_ray(address: str | None, num_cpus: int | None) -> str | None:
     # a short temp dir: Ray's unix sockets live under it and have a ~107-character path limit
     temp_dir = tempfile.mkdtemp(prefix="mmrl-ray-")
     ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-             configure_logging=False, _temp_dir=temp_dir, object_store_memory=256 * 2**20)
+             configure_logging=False, object_store_memory=256 * 2**20, **ray_temp_dir_kwargs(temp_dir))
     return temp_dir
 
 
@@ -62,15 +63,9 @@ def _orphan_placement_groups() -> set[str]:
     """This job's Ray Train placement groups (several bundles: Tune's own trial groups have one) in which no actor
     lives."""
     import ray
-    from ray._private.state import state
-    from ray.core.generated import gcs_pb2
 
     job = ray.get_runtime_context().get_job_id()
-    used = set()
-    for raw in state._connect_and_get_accessor().get_actor_table(None, None):
-        actor = gcs_pb2.ActorTableData.FromString(raw)
-        if actor.state != gcs_pb2.ActorTableData.DEAD and actor.placement_group_id:
-            used.add(actor.placement_group_id.hex())
+    used = actor_placement_group_ids()
     return {pg for pg, info in ray.util.placement_group_table().items()
             if info.get("state") == "CREATED" and pg.endswith(job) and len(info.get("bundles") or {}) > 1
             and pg not in used}
@@ -83,8 +78,9 @@ class PlacementGroupJanitor:
     cleaner then asks the dashboard whether the controller is alive, and without a dashboard (a local Ray here, a
     cluster started without one) it never frees the trial's placement group: the CPUs stay held and the next
     trials wait forever. The janitor removes this job's Ray Train placement groups that have held no actor at two
-    looks ``interval_s`` apart (a group being set up holds its workers within seconds). It uses Ray's private GCS
-    accessor; if that fails (another Ray version), it says so once and does nothing."""
+    looks ``interval_s`` apart (a group being set up holds its workers within seconds). It reads the actors through
+    Ray's private GCS accessor (:func:`bench.compat.actor_placement_group_ids`); if that fails (another Ray
+    version), it says so once and does nothing."""
 
     def __init__(self, interval_s: float = 15.0):
         import threading
@@ -107,7 +103,7 @@ class PlacementGroupJanitor:
         returns the orphans found now."""
         import logging
 
-        from ray._raylet import PlacementGroupID
+        from ray import PlacementGroupID
         from ray.util.placement_group import PlacementGroup, remove_placement_group
 
         try:

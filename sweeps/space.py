@@ -72,14 +72,17 @@ def safe_name(key: str) -> str:
     return key.replace(".", "__")
 
 
-def to_tune(space: dict) -> dict:
-    from ray import tune
+def to_optuna(space: dict) -> dict:
+    """The space as Optuna distributions (safe names), handed to the searcher as they are. Ray Tune's own domains
+    would be converted to these same distributions (``int: [a, b]`` includes b), but with a warning per cell that
+    the space was "unresolved"."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     builders = {
-        "uniform": lambda a: tune.uniform(float(a[0]), float(a[1])),
-        "loguniform": lambda a: tune.loguniform(float(a[0]), float(a[1])),
-        "choice": lambda a: tune.choice(list(a)),
-        "int": lambda a: tune.randint(int(a[0]), int(a[1]) + 1),
+        "uniform": lambda a: FloatDistribution(float(a[0]), float(a[1])),
+        "loguniform": lambda a: FloatDistribution(float(a[0]), float(a[1]), log=True),
+        "choice": lambda a: CategoricalDistribution(list(a)),
+        "int": lambda a: IntDistribution(int(a[0]), int(a[1])),
     }
     return {safe_name(k): builders[next(iter(d))](next(iter(d.values()))) for k, d in space.items()}
 

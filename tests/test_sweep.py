@@ -138,6 +138,25 @@ def test_tuning_budget_prunes_with_asha_and_the_final_phase_uses_the_best(tmp_pa
     tuning = next((tmp_path / "results" / "report").glob("*/tuning.md")).read_text()
     assert study.study_name in tuning, tuning
     assert f"| {states.count('COMPLETE')} | {states.count('PRUNED')} |" in tuning, tuning
+    # the console names only folders that outlive the sweep, and no warning per cell about the space
+    said = out.stdout + out.stderr
+    assert "unresolved search space" not in said and "session_" not in said, said
+    assert f"tensorboard --logdir {tmp_path / 'results'}" in said and "studies: optuna-dashboard sqlite:///" in said
+    trial_events = list((tmp_path / "results" / "tune" / study.study_name).glob("*/events.out.tfevents.*"))
+    assert len(trial_events) == 6, trial_events
+
+
+def test_search_space_becomes_the_distributions_ray_would_have_made():
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from sweeps.space import to_optuna
+
+    space = {"method.beta": {"uniform": [0.25, 2.0]}, "trainer.lr": {"loguniform": [1e-4, 3e-3]},
+             "method.latent_dim": {"choice": [8, 16]}, "method.hidden": {"int": [64, 256]}}
+    ray_domains = {"method__beta": tune.uniform(0.25, 2.0), "trainer__lr": tune.loguniform(1e-4, 3e-3),
+                   "method__latent_dim": tune.choice([8, 16]), "method__hidden": tune.randint(64, 257)}
+    assert to_optuna(space) == OptunaSearch.convert_search_space(ray_domains)
 
 
 def test_a_crashing_run_is_recorded_failed_and_the_others_complete(tmp_path):

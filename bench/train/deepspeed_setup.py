@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
 from typing import Any
+
+from bench.compat import skip_deepspeed_shm_op_build
 
 
 def free_port() -> int:
@@ -48,15 +49,13 @@ def import_deepspeed(use_cuda: bool | None = None):
     os.environ.setdefault("DS_ACCELERATOR", "cuda" if cuda else "cpu")
     quiet_deepspeed_logs()
     import deepspeed
-    import deepspeed.comm.torch  # noqa: F401  (the module object is patched through sys.modules below)
     from deepspeed.accelerator import get_accelerator
 
-    # `import deepspeed.comm.torch as m` would bind the real torch package: patch through sys.modules
-    sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
+    skip_deepspeed_shm_op_build()
     for name in ("DeepSpeed", "deepspeed"):
         logging.getLogger(name).setLevel(logging.WARNING)
     wanted = "cuda" if cuda else "cpu"
-    if get_accelerator()._name != wanted:
+    if get_accelerator().device_name() != wanted:
         from deepspeed.accelerator.real_accelerator import set_accelerator
 
         if cuda:

@@ -48,13 +48,15 @@ def _ensure_ray(workers: int, cpus_per_worker: float) -> str | None:
     """A local Ray for ``bench run`` outside a sweep; returns its temp folder when this call started it."""
     import ray
 
+    from bench.compat import ray_temp_dir_kwargs
+
     if ray.is_initialized():
         return None
     temp_dir = tempfile.mkdtemp(prefix="mmrl-ray-")  # short: Ray's socket paths have a ~107-character limit
     # the user asked for this many workers: give Ray the CPUs to place them even on a smaller machine
     cpus = max(os.cpu_count() or 1, int(workers * max(cpus_per_worker, 1)))
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             _temp_dir=temp_dir, object_store_memory=256 * 2**20)
+             object_store_memory=256 * 2**20, **ray_temp_dir_kwargs(temp_dir))
     return temp_dir
 
 

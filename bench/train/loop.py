@@ -197,12 +197,14 @@ def _resume_distributed(engine, ckpt_dir: Path | None) -> tuple[int, list]:
 
     import ray.train
 
+    from bench.compat import set_deepspeed_checkpoint_loader
+
     ckpt = ray.train.get_checkpoint()
     if ckpt is None:
         return 0, []
     path = Path(ckpt.path)
     # DeepSpeed's checkpoint engine unpickles with weights_only=False; ours loads tensors and plain containers only
-    engine.checkpoint_engine.load = _weights_only_load
+    set_deepspeed_checkpoint_loader(engine, _weights_only_load)
     try:
         _, client = engine.load_checkpoint(str(path.parent), tag=path.name, load_module_strict=True)
     except Exception as e:  # e.g. saved by another number of workers at ZeRO >= 1: start over, say why
