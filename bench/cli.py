@@ -286,33 +286,61 @@ def _write_sweep_report(console, plan, root: Path, index_url, result, optuna_url
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
-    from bench import perf
+    """The verb named by ``args.what`` (bench.registry.PERF_VERBS), with its own options parsed from ``args.options``;
+    what it writes goes under ``results/perf``."""
+    from bench.store import results_dir
 
-    console = _console()
-    if args.what == "train":
-        r = perf.perf_train(args.method, args.benchmark, repeats=args.repeats)
-        console.print(f"{r['method']} on {r['benchmark']} ({r['samples']} samples, batch 128, {r['threads']} torch threads): "
-                      f"bare torch loop {r['bare_samples_s']:.0f} samples/s, DeepSpeed engine "
-                      f"{r['engine_samples_s']:.0f} samples/s: engine overhead {r['engine_overhead_pct']:+.1f} %")
-    elif args.what == "data":
-        from bench.perf_data import perf_data, print_perf_data
-
-        print_perf_data(console, perf_data())
-    elif args.what == "scale":
-        from bench.perf_scale import perf_scale, print_perf_scale
-
-        print_perf_scale(console, perf_scale(args.method, args.benchmark, repeats=args.repeats))
-    elif args.what == "glasso":
-        from bench.perf_glasso import perf_glasso, print_perf_glasso
-        from bench.store import results_dir
-
-        csv_path = results_dir() / "perf" / "glasso.csv"
-        print_perf_glasso(console, perf_glasso(repeats=args.repeats), csv_path)
-    else:
-        r = perf.perf_sweep(n_runs=args.runs)
-        console.print(f"{r['runs']} runs: in-process {r['in_process_s']:.1f} s, through bench sweep (1 CPU) "
-                      f"{r['sweep_s']:.1f} s: ratio {r['ratio']:.2f}, harness overhead {r['overhead_per_run_s']:.2f} s per run")
+    verb = _perf_verbs().get(args.what)
+    options = perf_verb_parser(verb, args.perf_prog).parse_args(args.options)
+    verb.run(options, _console(), results_dir() / "perf")
     return 0
+
+
+def perf_verb_parser(verb, perf_prog: str) -> argparse.ArgumentParser:
+    """``python -m bench perf VERB``'s parser: the options the verb declares."""
+    parser = argparse.ArgumentParser(prog=f"{perf_prog} {verb.name}", description=verb.help)
+    verb.add_arguments(parser)
+    return parser
+
+
+def perf_verbs_text() -> str:
+    """The registered perf verbs, one line each with its help."""
+    verbs = _perf_verbs()
+    width = max(map(len, verbs.names()))
+    return "verbs (python -m bench perf VERB --help shows a verb's options):\n" + "\n".join(
+        f"  {name:<{width}}  {verb.help}" for name, verb in verbs.items())
+
+
+def _perf_verbs():
+    """bench.registry.PERF_VERBS with the sweep's verb too: the engine's registry never imports sweeps itself."""
+    import sweeps.perf  # noqa: F401  (registers `perf sweep`)
+    from bench.registry import PERF_VERBS
+
+    return PERF_VERBS
+
+
+class _PerfHelp(argparse.Action):
+    """``perf --help``: the usage and the registered verbs. The verbs are read from the registry only when asked
+    for (here and in cmd_perf): loading them imports the methods, which no other command's parser needs."""
+
+    def __init__(self, option_strings, dest, help=None):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.epilog = perf_verbs_text()
+        parser.print_help()
+        parser.exit()
+
+
+def _add_perf_parser(sub) -> None:
+    """The verb and everything after it are taken as they are; cmd_perf parses them with the verb's own options."""
+    pf = sub.add_parser("perf", help="performance benchmarks, reported as ratios against a baseline in the same run",
+                        add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pf.add_argument("-h", "--help", action=_PerfHelp, help="show this help, with the verbs, and exit")
+    pf.add_argument("what", metavar="verb", help="what to measure (the verbs below)")
+    # argparse marks every REMAINDER positional required; a verb without options is complete
+    pf.add_argument("options", nargs=argparse.REMAINDER, help="the verb's options").required = False
+    pf.set_defaults(func=cmd_perf, perf_prog=pf.prog)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -485,13 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
                     help="use the suite's GPU settings (default: when this machine sees a GPU)")
     sw.set_defaults(func=cmd_sweep)
-    pf = sub.add_parser("perf", help="performance benchmarks, reported as ratios against a baseline in the same run")
-    pf.add_argument("what", choices=("train", "sweep", "data", "scale", "glasso"))
-    pf.add_argument("--method", default="mvae")
-    pf.add_argument("--benchmark", default="digits-ms")
-    pf.add_argument("--repeats", type=int, default=3)
-    pf.add_argument("--runs", type=int, default=6, help="runs of the perf sweep")
-    pf.set_defaults(func=cmd_perf)
+    _add_perf_parser(sub)
     from reports.cli import add_report_parser
 
     add_report_parser(sub)

@@ -1,4 +1,4 @@
-"""Name -> object registries for methods, benchmarks and metrics.
+"""Name -> object registries for methods, benchmarks, metrics and ``python -m bench perf`` verbs.
 
 One generic :class:`Registry`; unknown names raise :class:`UnknownName`, a :class:`BenchError` that names the valid
 choices and the closest match, so the CLI can print it as one line.
@@ -22,9 +22,21 @@ class UnknownName(BenchError, KeyError):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    """``plugins``: modules that register entries of this registry only, imported (after :data:`BUILTIN_MODULES`)
+    on its first lookup."""
+
+    def __init__(self, kind: str, plugins: tuple[str, ...] = ()):
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._plugins = plugins
+        self._plugins_loaded = not plugins
+
+    def _load(self) -> None:
+        _load_builtins()
+        if not self._plugins_loaded:
+            self._plugins_loaded = True
+            for mod in self._plugins:
+                importlib.import_module(mod)
 
     def register(self, name: str, obj: T) -> T:
         if name in self._items and self._items[name] is not obj:
@@ -33,7 +45,7 @@ class Registry(Generic[T]):
         return obj
 
     def get(self, name: str) -> T:
-        _load_builtins()
+        self._load()
         try:
             return self._items[name]
         except KeyError:
@@ -46,11 +58,11 @@ class Registry(Generic[T]):
         return f"unknown {self.kind} {name!r}{hint} valid: {', '.join(valid)}"
 
     def names(self) -> list[str]:
-        _load_builtins()
+        self._load()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
-        _load_builtins()
+        self._load()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
@@ -63,6 +75,9 @@ class Registry(Generic[T]):
 METHODS: Registry[type] = Registry("method")
 BENCHMARKS: Registry[type] = Registry("benchmark")
 METRICS: Registry["MetricInfo"] = Registry("metric")
+# the engine's own verbs (bench.perf); a method's come with the methods package, the sweep's (sweeps.perf) with
+# the command line, which alone may import sweeps (bench/cli.py)
+PERF_VERBS: Registry["PerfVerb"] = Registry("perf verb", plugins=("bench.perf",))
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,20 @@ class MetricInfo:
     description: str
     # False for metrics whose targets are data for a figure (a matrix, quantiles), not a score to rank methods by
     ranked: bool = True
+
+
+@dataclass(frozen=True)
+class PerfVerb:
+    """A registered ``python -m bench perf`` verb.
+
+    ``add_arguments(parser)`` declares its options on an :class:`argparse.ArgumentParser`; ``run(args, console,
+    out_dir)`` measures and prints to the rich console, writing any file under ``out_dir`` (``results/perf``).
+    """
+
+    name: str
+    help: str
+    add_arguments: Callable[[Any], None]
+    run: Callable[[Any, Any, Any], None]
 
 
 def register_method(name: str) -> Callable[[type], type]:
@@ -105,6 +134,16 @@ def register_metric(
     def deco(fn: Callable) -> Callable:
         METRICS.register(name, MetricInfo(name, fn, higher_is_better, tuple(needs),
                                           description or (fn.__doc__ or "").strip(), ranked))
+        return fn
+
+    return deco
+
+
+def register_perf_verb(name: str, *, help: str, add_arguments: Callable[[Any], None]) -> Callable[[Callable], Callable]:
+    """Decorates the verb's ``run(args, console, out_dir)``."""
+
+    def deco(fn: Callable) -> Callable:
+        PERF_VERBS.register(name, PerfVerb(name, help, add_arguments, fn))
         return fn
 
     return deco

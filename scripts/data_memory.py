@@ -7,7 +7,7 @@ Writes the three organ npz files (OrganA/C/SMNIST: 34,561 / 6,491 / 17,778, 12,9
 13,932 / 2,452 / 8,827 train / val / test images) into a temporary data root, then in a fresh child process each
 runs ``load_splits`` as a run does, first with no cache (decode + cache) and then cached, followed by one pass over
 the training batches. Prints the uint8 size of the npz images and the peak resident memory each step adds to its
-process (bench.perf_data.PeakMeter), with their ratio. Needs about twice the uint8 size in free disk (npz + cache).
+process (bench.perf.common.PeakMeter), with their ratio. Needs about twice the uint8 size in free disk (npz + cache).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from bench.errors import BenchError
-    from bench.perf_data import organ_memory
+    from bench.perf.data import organ_memory
 
     try:
         r = organ_memory(args.size, args.rho, tmp_dir=args.tmp)

@@ -328,7 +328,7 @@ def cmd_missing(args) -> int:
 def cmd_table(args) -> int:
     import torch
 
-    from bench.perf import perf_train
+    from bench.perf.train import perf_train
     from bench.registry import METHODS
 
     require_gpu()

@@ -11,7 +11,7 @@ import yaml
 
 from bench.cli import main
 from bench.data.check import check_suite
-from bench.data.formats import fixtures as F
+from bench.testing import fixtures as F
 from bench.data.formats.medmnist import MedMnistOrgan
 from bench.data.formats.polymnist import PolyMnist
 from conftest import ROOT, python

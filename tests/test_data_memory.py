@@ -1,5 +1,5 @@
 """Resident memory of loading a paper dataset at the real release's sample counts stays proportional to its uint8
-size (issue 16): medmnist-organ at 28 px, measured in fresh child processes by bench.perf_data."""
+size (issue 16): medmnist-organ at 28 px, measured in fresh child processes by bench.perf.data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import sys
 
 import numpy as np
 
-from bench.perf_data import MB, PeakMeter, organ_counts, organ_memory
+from bench.perf.common import MB, PeakMeter
+from bench.perf.data import organ_counts, organ_memory
 
 # OrganA/C/SMNIST train + val + test images in the MedMNIST release (docs/datasets.md §1.5)
 RELEASE_IMAGES = 34561 + 6491 + 17778 + 12975 + 2392 + 8216 + 13932 + 2452 + 8827

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench.data.cache import ArrayCache, source_key
-from bench.data.formats import fixtures as F
+from bench.testing import fixtures as F
 from bench.data.root import benchmark_dir, cache_root, data_root
 from conftest import python
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data.formats import fixtures as F
+from bench.testing import fixtures as F
 from bench.data.formats.cub import Cub200, Cubicc, CubIcc
 from bench.data.text import EOS, EXC, PAD, words
 from bench.errors import DataError

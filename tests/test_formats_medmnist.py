@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data.formats import fixtures as F
+from bench.testing import fixtures as F
 from bench.data.formats.medmnist import MedMnistOrgan
 from bench.errors import DataError
 

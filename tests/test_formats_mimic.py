@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data.formats import fixtures as F
+from bench.testing import fixtures as F
 from bench.data.formats.mimic import LABELS, MimicCxr
 from bench.errors import DataError, DataMissing
 

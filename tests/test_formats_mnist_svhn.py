@@ -7,7 +7,7 @@ import pytest
 import scipy.io
 import torch
 
-from bench.data.formats import fixtures as F
+from bench.testing import fixtures as F
 from bench.data.formats.mnist_svhn import MnistSvhn, MnistSvhnText, read_svhn
 from bench.data.text import ALPHABET
 from bench.errors import DataError, DataMissing

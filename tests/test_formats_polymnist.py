@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data.formats import fixtures as F
+from bench.testing import fixtures as F
 from bench.data.formats.base import clear_memo
 from bench.data.formats.polymnist import PolyMnist
 from bench.errors import DataError

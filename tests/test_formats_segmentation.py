@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.data.formats import fixtures as F
+from bench.testing import fixtures as F
 from bench.data.formats.segmentation import KvasirSeg, Voc2012
 from bench.errors import DataError
 

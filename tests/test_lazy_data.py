@@ -8,7 +8,7 @@ import torch
 
 from bench.data import load_splits
 from bench.data.contracts import MISSING_INT, Modality, MultimodalDataset
-from bench.data.formats import fixtures as F
+from bench.testing import fixtures as F
 from bench.data.formats.base import clear_memo, to_float_images
 from bench.data.formats.medmnist import MedMnistOrgan
 from bench.data.formats.segmentation import KvasirSeg

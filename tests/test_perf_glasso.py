@@ -1,5 +1,5 @@
-"""``python -m bench perf glasso`` (bench/perf_glasso.py): the problems, the objectives, the time-to-accuracy ladder
-and the report, on tiny sizes; gglasso and cvxpy are treated as absent so the skips are exercised (the full
+"""``python -m bench perf glasso`` (methods/cm_glasso/perf.py): the problems, the objectives, the time-to-accuracy
+ladder and the report, on tiny sizes; gglasso and cvxpy are treated as absent so the skips are exercised (the full
 comparison is a measurement, run by hand)."""
 
 import csv
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from bench import perf_glasso as pg
+from methods.cm_glasso import perf as pg
 
 
 def test_perf_problem_is_a_set_of_covariances():
@@ -64,8 +64,11 @@ def test_report_without_the_optional_solvers_says_what_was_skipped(tmp_path, mon
     assert len(rows) == len(report.rows) and "per_iter_vs_floor" in rows[0]
 
 
-def test_the_cli_offers_perf_glasso():
-    from bench.cli import build_parser
+def test_the_cli_offers_perf_glasso_from_the_method_package():
+    from bench.cli import build_parser, perf_verb_parser
+    from bench.registry import PERF_VERBS
 
-    args = build_parser().parse_args(["perf", "glasso"])
-    assert args.what == "glasso"
+    args = build_parser().parse_args(["perf", "glasso", "--repeats", "2"])
+    verb = PERF_VERBS.get(args.what)
+    assert verb.run is pg.run and verb.run.__module__ == "methods.cm_glasso.perf"
+    assert perf_verb_parser(verb, args.perf_prog).parse_args(args.options).repeats == 2

@@ -17,7 +17,7 @@ from baselines.mopoe import MoPoE
 from bench.compose import PROTOCOL_DIR, check_protocol, compose, protocol_names, protocol_overrides
 from bench.config import make_config
 from bench.data.contracts import BenchmarkSpec, Modality
-from bench.data.formats import fixtures as F
+from bench.testing import fixtures as F
 from bench.errors import BenchError
 from bench.nn.dists import log_likelihood
 from bench.nn.modules import data_size_weights

@@ -1,7 +1,7 @@
 """``python -m bench perf data``: samples/s and peak resident memory of every paper-dataset reader, first load
 against cached load.
 
-Each reader gets fixture files in its real format (bench.data.formats.fixtures) in a temporary data root, larger than
+Each reader gets fixture files in its real format (bench.testing.fixtures) in a temporary data root, larger than
 the tests' so that decoding dominates. The first load decodes the files (PNG/JPEG decode and resize, .mat/.npz/.pt
 reads, CSV parsing) and writes the cache; the cached load memory-maps it. Every load runs in a fresh child process, so
 that its peak resident memory (less the child's resident memory once its imports are done) is what that load costs,
@@ -14,90 +14,25 @@ tests/test_data_memory.py): ``load_splits`` as a run calls it, then one pass of 
 
 from __future__ import annotations
 
-import gc
 import importlib
-import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from bench.data.formats import fixtures as F
 from bench.errors import BenchError
+from bench.perf.common import MB, PeakMeter, in_child
+from bench.registry import register_perf_verb
+from bench.testing import fixtures as F
 
 REPEATS = 3
-MB = 1 << 20
 # modules the readers import on first use: imported before the baseline, so that a load's figure is the data's
 PRELOAD = ("PIL.Image", "scipy.io", "torch.nn.functional", "bench.data.splits", "bench.registry")
-
-
-# --- resident memory of this process -------------------------------------------------------------------------------
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def rss_bytes() -> int:
-    """Resident memory now (Linux); elsewhere the peak so far, the best the standard library offers."""
-    kib = _status_kib("VmRSS")
-    return kib * 1024 if kib is not None else _ru_maxrss()
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident memory since the process started or since :func:`reset_peak_rss`."""
-    kib = _status_kib("VmHWM")
-    return kib * 1024 if kib is not None else _ru_maxrss()
-
-
-def _ru_maxrss() -> int:
-    import resource
-
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r if sys.platform == "darwin" else r * 1024  # bytes on macOS, KiB on Linux
-
-
-def reset_peak_rss() -> None:
-    """Restart the peak from the current resident size (Linux >= 4.0). Where that is refused the peak stays the
-    process's own, which in a fresh child that has only imported modules is close to its resident size anyway."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-class PeakMeter:
-    """The resident memory a piece of work adds at its peak: peak RSS since creation less the RSS at creation."""
-
-    def __init__(self) -> None:
-        gc.collect()
-        self.base = rss_bytes()
-        reset_peak_rss()
-
-    def peak(self) -> int:
-        return max(0, peak_rss_bytes() - self.base)
-
-    def now(self) -> int:
-        return rss_bytes() - self.base
-
-
-def in_child(fn: Callable, *args):
-    """``fn(*args)`` in a fresh spawned process (it inherits nothing but the arguments and the environment)."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
 
 
 def _child_setup(root: str) -> None:
@@ -301,3 +236,13 @@ def organ_memory(size: int, rho: float = 1.0, tmp_dir: str | None = None) -> dic
         first = in_child(organ_load, tmp, size, True, rho)
         cached = in_child(organ_load, tmp, size, False, rho)
     return {"size": size, "rho": rho, "u8_source": u8, "first": first, "cached": cached}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="loads of each kind per reader (the fastest)")
+
+
+@register_perf_verb("data", help="samples/s and peak memory of every paper-dataset reader, first vs cached load",
+                    add_arguments=add_arguments)
+def run(args, console, out_dir) -> None:
+    print_perf_data(console, perf_data(repeats=args.repeats))

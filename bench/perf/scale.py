@@ -22,7 +22,9 @@ from pathlib import Path
 
 import torch
 
-from bench.perf import _method_and_data
+from bench.compat import ray_temp_dir_kwargs
+from bench.perf.common import method_and_data
+from bench.registry import register_perf_verb
 
 
 def _measure(method: str, benchmark: str, overrides: list[str], repeats: int, epochs: int, threads: int) -> list[dict]:
@@ -31,7 +33,7 @@ def _measure(method: str, benchmark: str, overrides: list[str], repeats: int, ep
     from bench.train.loop import train
 
     torch.set_num_threads(threads)
-    spec, build, data = _method_and_data(method, benchmark, overrides)
+    spec, build, data = method_and_data(method, benchmark, overrides)
     trainer = {**spec["trainer"], "epochs": epochs}
     out = []
     for _ in range(repeats):
@@ -70,7 +72,7 @@ def perf_scale(method: str = "mvae", benchmark: str = "digits-ms", workers: int 
             started = tempfile.mkdtemp(prefix="mmrl-ray-")  # short: Ray's socket paths are limited to ~107 chars
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             ray.init(num_cpus=workers * threads, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False, _temp_dir=started, object_store_memory=128 * 2**20)
+                     configure_logging=False, **ray_temp_dir_kwargs(started), object_store_memory=128 * 2**20)
         try:
             path = Path(tmp) / "many.json"
             t0 = time.perf_counter()
@@ -102,3 +104,15 @@ def print_perf_scale(console, r: dict) -> None:
         f"1 worker {r['one_samples_s']:.0f} samples/s, {r['workers']} workers {r['many_samples_s']:.0f} samples/s: "
         f"speed-up {r['speedup']:.2f}x, scaling efficiency {100 * r['efficiency']:.0f} % "
         f"(Ray Train start-up, not counted: {r['startup_s']:.0f} s per run)")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--method", default="mvae")
+    parser.add_argument("--benchmark", default="digits-ms")
+    parser.add_argument("--repeats", type=int, default=3, help="trainings timed on each side (median)")
+
+
+@register_perf_verb("scale", help="samples/s of one worker against 2 data-parallel workers (Ray Train, CPU)",
+                    add_arguments=add_arguments)
+def run(args, console, out_dir) -> None:
+    print_perf_scale(console, perf_scale(args.method, args.benchmark, repeats=args.repeats))
