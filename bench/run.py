@@ -1,4 +1,6 @@
-"""One run end to end: resolve the spec, claim it, train, evaluate, store (docs/design.md "One run, end to end")."""
+"""One run end to end: resolve the spec, claim it, then train, evaluate and store it in this process
+(:func:`bench.train.worker.execute`) or as a Ray Train job (:mod:`bench.train.distributed`) (docs/design.md "One run,
+end to end")."""
 
 from __future__ import annotations
 
@@ -10,22 +12,19 @@ import traceback
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 import torch
 
 from bench.config import config_dict, make_config
-from bench.data.splits import check_obs_ratio, load_splits, PROTOCOLS
+from bench.data.splits import check_obs_ratio, PROTOCOLS
 from bench.errors import BenchError, RunFailed
-from bench.eval.context import EvalContext
-from bench.eval.evaluate import evaluate
-from bench.build import benchmark_from, method_from
-from bench.records import HISTORY_ROWS, make_rows
 from bench.registry import BENCHMARKS, METHODS, METRICS
-from bench.spec import RunSpec, compute_run_id, data_key, derive_seed
+from bench.spec import RunSpec, compute_run_id
 from bench.store import ClaimHeld, ClaimLost, ResultStore, connection_lost, owner_id
 from bench.train.config import EvalConfig, TrainerConfig, device_problem, resolve_auto_device
-from bench.train.loop import train
+from bench.train.tracking import tensorboard_dir
+# seed_everything: re-exported for callers that seed as a run does (tests/test_peer_multivae.py)
+from bench.train.worker import execute, seed_everything  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +91,6 @@ class RunOutcome:
     wall_s: float = 0.0
 
 
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-
-
 def run_one(spec: dict, store: ResultStore, force: bool = False,
             progress: Callable[[dict], None] | None = None, cpus_per_worker: float = 1.0,
             tune_report_key: str | None = None) -> RunOutcome:
@@ -124,8 +118,9 @@ def run_one(spec: dict, store: ResultStore, force: bool = False,
     store.quarantine(run_id)
     _log_training(run_id)
     t0 = time.perf_counter()
-    if force:  # retrain from scratch, not from the finished run's last checkpoint
+    if force:  # retrain from scratch, not from the finished run's last checkpoint, and draw its curves afresh
         shutil.rmtree(store.checkpoint_dir(run_id), ignore_errors=True)
+        shutil.rmtree(tensorboard_dir(store.root, run_id), ignore_errors=True)
     try:
         if not store.mark(run_id, "running"):
             raise ClaimLost(f"run {run_id}: claim taken over before training started, now {store.holder(run_id)}")
@@ -136,7 +131,7 @@ def run_one(spec: dict, store: ResultStore, force: bool = False,
                 record = run_distributed(spec, run_id, store, cpus_per_worker=cpus_per_worker,
                                          tune_report_key=tune_report_key)
             else:
-                record = _execute(spec, run_id, store, progress)
+                record = execute(spec, run_id, store, progress)
     except KeyboardInterrupt:
         store.release(run_id)
         raise
@@ -185,57 +180,3 @@ def _log_training(run_id: str) -> None:
             os.write(fd, f"{run_id} {owner_id()}\n".encode())
         finally:
             os.close(fd)
-
-
-def still_owned(store: ResultStore, run_id: str, owner: str):
-    """The check the training loop makes at each epoch boundary: does ``owner`` still hold the run? An index that
-    cannot be reached for a moment counts as yes: the final compare-and-swap in ``store.put`` decides."""
-    def check() -> bool:
-        try:
-            return store.owns(run_id, owner)
-        except Exception as e:
-            log.debug("run %s: ownership check failed (%s); going on", run_id, type(e).__name__)
-            return True
-    return check
-
-
-def _execute(spec: dict, run_id: str, store: ResultStore, progress,
-             tune_report_key: str | None = None, owner: str | None = None) -> pd.DataFrame | None:
-    """Build, train, evaluate, store. In a data-parallel worker (bench.train.distributed) every worker trains
-    and only rank 0 evaluates and writes the record; the others return None. ``owner`` holds the claim (this
-    process, or the process that started the workers): training stops at the first epoch boundary where it does
-    not, and the record is written only under its claim."""
-    owner = owner or owner_id()
-    t0 = time.perf_counter()
-    benchmark = benchmark_from(spec["benchmark"]["name"], spec["benchmark"]["config"])
-    bspec = benchmark.spec()
-    trainer = spec["trainer"]
-    train_ds, val_ds, test_ds = load_splits(benchmark, spec["obs_ratio"], spec["seed"], spec.get("missing", "paired"),
-                                            val_fraction=trainer["val_fraction"],
-                                            legacy_seeds=spec.get("spec_version", 1) < 2)  # v1 records: old splits
-    seed_everything(derive_seed(run_id, "init"))
-    method = method_from(spec["method"]["name"], bspec, spec["method"]["config"])
-    result = train(method, train_ds, val_ds, trainer, run_id, ckpt_dir=store.checkpoint_dir(run_id),
-                   progress=progress, debug=spec.get("debug"), tune_report_key=tune_report_key,
-                   keep_going=still_owned(store, run_id, owner))
-    if result.rank != 0:
-        return None
-    if "fit_after" in method.capabilities():
-        method.fit_after(train_ds)
-    metric_names = list(spec["eval"]["metrics"] or bspec.default_metrics)
-    device = next(method.parameters()).device
-    ctx = EvalContext(method, bspec, train_ds, test_ds, spec["eval"], seed=derive_seed(run_id, "eval") % 2**31,
-                      device=device, cache_dir=store.root / "cache",
-                      benchmark_key=data_key(spec["benchmark"]),  # the data's identity: no root
-                      full_train=benchmark.build()[0])  # builds are memoised: no second construction
-    seed_everything(derive_seed(run_id, "eval"))
-    rows = evaluate(ctx, metric_names)
-    for h in result.history:
-        for key, metric, split, higher in HISTORY_ROWS:
-            if key in h:
-                rows.append({"metric": metric, "target": "", "epoch": int(h["epoch"]), "value": h[key],
-                             "higher_is_better": higher, "split": split, "status": "done"})
-    record = make_rows(spec, run_id, type(method).kind, rows, epoch=result.epochs, wall_s=time.perf_counter() - t0,
-                       workers=result.world_size)
-    store.put(run_id, spec, record, owner=owner)
-    return record

@@ -34,6 +34,7 @@ NON_SEMANTIC = frozenset({
     "trainer.num_workers",
     "trainer.log_every",
     "trainer.keep_checkpoints",
+    "trainer.tensorboard",  # whether curves are written, not what they hold
     "debug",
     "benchmark.config.root",  # where a paper dataset is read from (the same files anywhere give the same run)
 })

@@ -100,7 +100,7 @@ def test_legacy_seeds_are_the_old_formula_and_give_the_old_splits():
 
 @pytest.mark.parametrize("version, legacy", [(1, True), (2, False), (None, True)])
 def test_a_run_uses_the_seeds_of_its_spec_version(monkeypatch, version, legacy):
-    import bench.run
+    import bench.train.worker
 
     seen = {}
 
@@ -111,14 +111,14 @@ def test_a_run_uses_the_seeds_of_its_spec_version(monkeypatch, version, legacy):
         seen.update(kw)
         raise Stop
 
-    monkeypatch.setattr(bench.run, "load_splits", spy)
+    monkeypatch.setattr(bench.train.worker, "load_splits", spy)
     spec = copy.deepcopy(V1_SPEC)
     if version is None:
         del spec["spec_version"]  # a spec from before versions were written
     else:
         spec["spec_version"] = version
     with pytest.raises(Stop):
-        bench.run._execute(spec, compute_run_id(spec), store=None, progress=None)
+        bench.train.worker.execute(spec, compute_run_id(spec), store=None, progress=None)
     assert seen["legacy_seeds"] is legacy
 
 

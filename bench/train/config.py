@@ -27,6 +27,9 @@ class TrainerConfig:
     val_fraction: float = 0.1
     progress: bool = True
     keep_checkpoints: int = 1
+    # per-epoch curves as TensorBoard events under <results>/tensorboard/<run_id> (bench/train/tracking.py); not
+    # part of the run_id
+    tensorboard: bool = True
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):

@@ -4,7 +4,7 @@
   heartbeat and only waits: in a sweep it holds no CPU (docs/distributed.md: trial processes holding every CPU would
   wait forever for their workers).
 * In each worker Ray Train has set the torch.distributed variables and created the process group (gloo on CPU,
-  NCCL on GPU); ``deepspeed.initialize`` joins it with the trainer's ZeRO stage. :func:`bench.run._execute` then
+  NCCL on GPU); ``deepspeed.initialize`` joins it with the trainer's ZeRO stage. :func:`bench.train.worker.execute` then
   runs as in one process, with the loop data parallel (bench/train/loop.py: the global batch split over the
   workers, losses and validation reduced).
 * Rank 0 evaluates and writes the record; the other workers stop after training.
@@ -22,15 +22,14 @@ import tempfile
 import pandas as pd
 
 from bench.store import ResultStore, owner_id
+from bench.train.worker import execute
 
 
 def worker_main(config: dict) -> None:
-    """The function every Ray Train worker runs."""
-    from bench.run import _execute
-
+    """The function every Ray Train worker runs: :func:`bench.train.worker.execute`, as one process would."""
     store = ResultStore(**config["store"])
-    _execute(config["spec"], config["run_id"], store, progress=None, tune_report_key=config.get("tune_report_key"),
-             owner=config["owner"])
+    execute(config["spec"], config["run_id"], store, progress=None, tune_report_key=config.get("tune_report_key"),
+            owner=config["owner"])
 
 
 def _use_gpu(trainer: dict, workers: int) -> bool:

@@ -1,5 +1,7 @@
 """The training loop: ``deepspeed.initialize``, epochs with a progress bar, a validation metric per epoch, a
-checkpoint per epoch, and resume from the last checkpoint.
+checkpoint per epoch, and resume from the last checkpoint. :func:`train` is the entry point; its steps are
+:func:`init_engine`, :func:`resume`, and per epoch :func:`train_epoch`, :func:`validate` and
+:func:`checkpoint_epoch`. Rank 0 writes each epoch's curves as TensorBoard events (bench/train/tracking.py).
 
 Every random choice is derived from the run_id: parameter init (caller), the shuffling of each epoch and the
 sampling inside the model during each epoch. Resuming at epoch e therefore gives the same numbers as never having
@@ -21,7 +23,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -29,6 +31,7 @@ from bench.data.contracts import MultimodalDataset
 from bench.errors import NonFiniteLoss
 from bench.spec import derive_seed
 from bench.train.deepspeed_setup import ds_config, ensure_dist_env, import_deepspeed
+from bench.train.tracking import EpochWriter, epoch_scalars
 
 
 @dataclass
@@ -214,111 +217,175 @@ def _resume_distributed(engine, ckpt_dir: Path | None) -> tuple[int, list]:
     return int(client["epoch"]) + 1, list(client.get("history", []))
 
 
+@dataclass
+class TrainSetup:
+    """What :func:`init_engine` sets up once per run: DeepSpeed's engine and optimizer, the module it trains, where
+    and in which dtype batches go, and this worker's place in the process group."""
+
+    engine: Any
+    optimizer: Any
+    module: torch.nn.Module
+    device: torch.device
+    dtype: torch.dtype | None   # None: the batch's own (fp32); bfloat16 on a GPU with precision=bf16
+    rank: int = 0
+    world: int = 1
+
+
+def init_engine(method: torch.nn.Module, trainer: dict) -> TrainSetup:
+    """``deepspeed.initialize`` of ``method`` with the run's trainer section (bench.train.deepspeed_setup), on the
+    device the trainer names (cuda where asked and visible, else cpu). Joins the process group Ray Train set up,
+    or creates a one-process group."""
+    use_cuda = torch.cuda.is_available() and trainer.get("device", "auto") != "cpu"
+    device = torch.device("cuda" if use_cuda else "cpu")
+    dtype = torch.bfloat16 if use_cuda and trainer.get("precision") == "bf16" else None
+    ensure_dist_env()
+    deepspeed = import_deepspeed(use_cuda)
+    _, world = _world()  # the workers of an existing group share the global batch (ds_config's micro-batch)
+    engine, optimizer, _, _ = deepspeed.initialize(model=method, model_parameters=method.parameters(),
+                                                   config=ds_config(trainer, use_cuda, world))
+    rank, world = _world()  # deepspeed.initialize created the (one-process) group when there was none
+    return TrainSetup(engine, optimizer, engine.module, device, dtype, rank, world)
+
+
+def resume(setup: TrainSetup, ckpt_dir: Path | None) -> tuple[int, list[dict]]:
+    """(first epoch to train, history so far) from the run's last checkpoint, loaded into the engine; (0, []) when
+    there is none. One process reads our own format from ``ckpt_dir``; several workers get DeepSpeed's back from
+    Ray Train."""
+    if setup.world > 1:
+        return _resume_distributed(setup.engine, ckpt_dir)
+    last = latest_checkpoint(ckpt_dir)
+    if last is None:
+        return 0, []
+    state = load_checkpoint(last)
+    setup.module.load_state_dict(state["model"])
+    if "optimizer" in state:
+        setup.optimizer.load_state_dict(state["optimizer"])
+    return int(state["epoch"]) + 1, list(state.get("history", []))
+
+
+def train_epoch(setup: TrainSetup, train_ds: MultimodalDataset, run_id: str, epoch: int, epochs: int, batch_size: int,
+                progress: Callable[[dict], None] | None = None, debug: dict | None = None) -> tuple[float, int]:
+    """One epoch of optimisation steps: (mean training loss over its samples, samples seen by all workers).
+
+    The epoch's shuffle and the model's sampling are seeded from the run_id and the epoch (module docstring).
+    ``debug`` holds fault injection: ``raise_at_step`` raises, ``nan_at_step`` makes the loss NaN, from that
+    global step on. A non-finite loss raises :class:`NonFiniteLoss` on every worker at the same step."""
+    debug = debug or {}
+    module, rank, world = setup.module, setup.rank, setup.world
+    module.on_epoch_start(epoch, epochs)
+    module.train()
+    # one suffix per worker for the model's own sampling, so that workers do not draw the same noise
+    per_rank = "" if world == 1 else f"/rank-{rank}"
+    torch.manual_seed(derive_seed(run_id, f"model-epoch-{epoch}{per_rank}"))
+    gen = torch.Generator().manual_seed(derive_seed(run_id, f"shuffle-epoch-{epoch}"))
+    steps_per_epoch = math.ceil(len(train_ds) / batch_size)
+    nan_at, raise_at = debug.get("nan_at_step"), debug.get("raise_at_step")
+    loss_sum, seen = 0.0, 0
+    batches = device_batches(train_ds, batch_size, setup.device, rank, world, shuffle=True, generator=gen)
+    for step, (batch, weight) in enumerate(batches):
+        global_step = epoch * steps_per_epoch + step
+        if raise_at is not None and global_step >= int(raise_at):
+            raise RuntimeError(f"injected failure at step {global_step} (debug.raise_at_step)")
+        out = setup.engine(to_device(batch, setup.device, setup.dtype))
+        loss = out["loss"]
+        if nan_at is not None and global_step >= int(nan_at):
+            loss = loss * float("nan")
+        loss_value = loss.detach()
+        finite = bool(torch.isfinite(loss_value))
+        if world > 1:  # every worker stops at the same step, or the others would wait in the all-reduce
+            finite = _all_sum(0.0 if finite else 1.0)[0] == 0.0
+        if not finite:
+            raise NonFiniteLoss(f"loss is {loss_value.item()} at epoch {epoch}, step {step}")
+        setup.engine.backward(loss * weight if weight != 1.0 else loss)
+        setup.engine.step()
+        b = len(batch["label"]) if weight else 0
+        loss_sum += float(loss_value) * b
+        seen += b
+        if progress:
+            progress({"event": "step", "epoch": epoch, "step": step + 1, "steps": steps_per_epoch,
+                      "loss": float(loss_value)})
+    if world > 1:
+        loss_sum, seen = _all_sum(loss_sum, seen)
+        seen = int(seen)
+    return loss_sum / max(seen, 1), seen
+
+
+def validate(setup: TrainSetup, val_ds: MultimodalDataset | None, run_id: str, epoch: int, batch_size: int) -> dict:
+    """The epoch's validation entries, {} without a validation set: ``val_loss`` (seeded, reduced over the
+    workers; a non-finite one raises :class:`NonFiniteLoss`) and ``val_probe`` (the split-half probe)."""
+    if val_ds is None or not len(val_ds):
+        return {}
+    val_loss = evaluate_loss(setup.module, val_ds, batch_size, setup.device, setup.dtype, derive_seed(run_id, "val"),
+                             setup.rank, setup.world)
+    if not math.isfinite(val_loss):
+        raise NonFiniteLoss(f"validation loss is {val_loss} at epoch {epoch}")
+    val_probe = _probe(setup.module, val_ds, batch_size, setup.device, setup.dtype, derive_seed(run_id, "val-probe"),
+                       setup.rank, setup.world)
+    return {"val_loss": val_loss, "val_probe": val_probe}
+
+
+def checkpoint_epoch(setup: TrainSetup, ckpt_dir: Path | None, epoch: int, epochs: int, history: list[dict],
+                     keep: int = 1, tune_report_key: str | None = None) -> None:
+    """Saves the finished epoch (``history[-1]`` its entry): our own checkpoint in one process (the last ``keep``
+    kept); with several workers DeepSpeed's (every worker its partition), reported to Ray Train with the entry."""
+    if setup.world > 1:
+        tag = None
+        if ckpt_dir is not None:
+            tag = f"epoch_{epoch:04d}"
+            setup.engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state={"epoch": epoch, "history": history})
+        _report(history[-1], epoch, epochs, ckpt_dir / tag if tag else None, tune_report_key)
+    elif ckpt_dir is not None:
+        save_checkpoint(ckpt_dir, epoch, setup.module, setup.optimizer, history, keep=keep)
+
+
 def train(method: torch.nn.Module, train_ds: MultimodalDataset, val_ds: MultimodalDataset | None, trainer: dict,
           run_id: str, ckpt_dir: Path | None = None, progress: Callable[[dict], None] | None = None,
           debug: dict | None = None, tune_report_key: str | None = None,
-          keep_going: Callable[[], bool] | None = None) -> TrainResult:
+          keep_going: Callable[[], bool] | None = None, tensorboard_dir: Path | None = None) -> TrainResult:
     """Train ``method`` in place. ``progress`` receives a dict per step and per epoch (the CLI draws a bar).
 
     Inside a process group of several workers (Ray Train) the loop is data parallel (module docstring), each
     epoch is reported to Ray Train, and checkpoints are DeepSpeed's. ``keep_going`` is asked at every epoch
     boundary, before the checkpoint is saved: False (this process's claim on the run was taken over) raises
     :class:`bench.store.ClaimLost`, so a stalled process neither trains on nor writes into the new owner's
-    checkpoint folder."""
-    debug = debug or {}
-    use_cuda = torch.cuda.is_available() and trainer.get("device", "auto") != "cpu"
-    device = torch.device("cuda" if use_cuda else "cpu")
-    dtype = torch.bfloat16 if use_cuda and trainer.get("precision") == "bf16" else None
-    ensure_dist_env()
-    deepspeed = import_deepspeed(use_cuda)
-    rank, world = _world()
-    engine, optimizer, _, _ = deepspeed.initialize(model=method, model_parameters=method.parameters(),
-                                                   config=ds_config(trainer, use_cuda, world))
-    rank, world = _world()  # deepspeed.initialize created the (one-process) group when there was none
-    module = engine.module
+    checkpoint folder. With ``tensorboard_dir`` rank 0 writes each finished epoch's curves there
+    (bench.train.tracking).
+
+    The steps: :func:`init_engine`, :func:`resume`, then per epoch :func:`train_epoch`, :func:`validate`, the
+    claim check, :func:`checkpoint_epoch`."""
+    setup = init_engine(method, trainer)
     # a method that does not train (MultimodalMethod.trains) runs zero epochs: it is evaluated at its init, and the
     # rest (device placement, evaluation, record, store) is what every other method goes through
     epochs = int(trainer["epochs"]) if getattr(method, "trains", True) else 0
     bs = int(trainer["batch_size"])
-    result = TrainResult(epochs=epochs, rank=rank, world_size=world)
-    start = 0
-    if world > 1:
-        start, result.history = _resume_distributed(engine, ckpt_dir)
-        result.resumed_from = start
-    else:
-        last = latest_checkpoint(ckpt_dir)
-        if last is not None:
-            state = load_checkpoint(last)
-            module.load_state_dict(state["model"])
-            if "optimizer" in state:
-                optimizer.load_state_dict(state["optimizer"])
-            start = int(state["epoch"]) + 1
-            result.history = list(state.get("history", []))
-            result.resumed_from = start
-    if rank != 0:
-        progress = None
-    steps_per_epoch = math.ceil(len(train_ds) / bs)
-    nan_at, raise_at = debug.get("nan_at_step"), debug.get("raise_at_step")
-    # one suffix per worker for the model's own sampling, so that workers do not draw the same noise
-    per_rank = "" if world == 1 else f"/rank-{rank}"
+    result = TrainResult(epochs=epochs, rank=setup.rank, world_size=setup.world)
+    start, result.history = resume(setup, ckpt_dir)
+    result.resumed_from = start
+    if setup.rank != 0:
+        progress, tensorboard_dir = None, None
     t0 = time.perf_counter()
-    for epoch in range(start, epochs):
-        module.on_epoch_start(epoch, epochs)
-        module.train()
-        torch.manual_seed(derive_seed(run_id, f"model-epoch-{epoch}{per_rank}"))
-        gen = torch.Generator().manual_seed(derive_seed(run_id, f"shuffle-epoch-{epoch}"))
-        loss_sum, seen = 0.0, 0
-        batches = device_batches(train_ds, bs, device, rank, world, shuffle=True, generator=gen)
-        for step, (batch, weight) in enumerate(batches):
-            global_step = epoch * steps_per_epoch + step
-            if raise_at is not None and global_step >= int(raise_at):
-                raise RuntimeError(f"injected failure at step {global_step} (debug.raise_at_step)")
-            out = engine(to_device(batch, device, dtype))
-            loss = out["loss"]
-            if nan_at is not None and global_step >= int(nan_at):
-                loss = loss * float("nan")
-            loss_value = loss.detach()
-            finite = bool(torch.isfinite(loss_value))
-            if world > 1:  # every worker stops at the same step, or the others would wait in the all-reduce
-                finite = _all_sum(0.0 if finite else 1.0)[0] == 0.0
-            if not finite:
-                raise NonFiniteLoss(f"loss is {loss_value.item()} at epoch {epoch}, step {step}")
-            engine.backward(loss * weight if weight != 1.0 else loss)
-            engine.step()
-            b = len(batch["label"]) if weight else 0
-            loss_sum += float(loss_value) * b
-            seen += b
+    with EpochWriter(tensorboard_dir, first_epoch=start) as curves:
+        for epoch in range(start, epochs):
+            train_loss, seen = train_epoch(setup, train_ds, run_id, epoch, epochs, bs, progress, debug)
+            entry = {"epoch": epoch, "train_loss": train_loss, **validate(setup, val_ds, run_id, epoch, bs)}
+            _check_claim(keep_going, run_id, epoch, setup.world)
+            result.history.append(entry)
+            result.samples += seen
+            checkpoint_epoch(setup, ckpt_dir, epoch, epochs, result.history,
+                             keep=int(trainer.get("keep_checkpoints", 1)), tune_report_key=tune_report_key)
+            curves.write(epoch, epoch_scalars(entry, lr=_lr(setup)))
             if progress:
-                progress({"event": "step", "epoch": epoch, "step": step + 1, "steps": steps_per_epoch,
-                          "loss": float(loss_value)})
-        if world > 1:
-            loss_sum, seen = _all_sum(loss_sum, seen)
-            seen = int(seen)
-        entry = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1)}
-        if val_ds is not None and len(val_ds):
-            entry["val_loss"] = evaluate_loss(module, val_ds, bs, device, dtype, derive_seed(run_id, "val"),
-                                              rank, world)
-            if not math.isfinite(entry["val_loss"]):
-                raise NonFiniteLoss(f"validation loss is {entry['val_loss']} at epoch {epoch}")
-            entry["val_probe"] = _probe(module, val_ds, bs, device, dtype, derive_seed(run_id, "val-probe"),
-                                        rank, world)
-        _check_claim(keep_going, run_id, epoch, world)
-        result.history.append(entry)
-        result.samples += seen
-        if world > 1:
-            tag = None
-            if ckpt_dir is not None:
-                tag = f"epoch_{epoch:04d}"
-                engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state={"epoch": epoch, "history": result.history})
-            _report(entry, epoch, epochs, ckpt_dir / tag if tag else None, tune_report_key)
-        elif ckpt_dir is not None:
-            save_checkpoint(ckpt_dir, epoch, module, optimizer, result.history,
-                            keep=int(trainer.get("keep_checkpoints", 1)))
-        if progress:
-            progress({"event": "epoch", **entry, "epochs": epochs})
+                progress({"event": "epoch", **entry, "epochs": epochs})
     result.train_s = time.perf_counter() - t0
-    module.eval()
+    setup.module.eval()
     return result
+
+
+def _lr(setup: TrainSetup) -> float | None:
+    """The learning rate of the optimizer's first parameter group (DeepSpeed's engine reads it through its
+    ZeRO wrappers)."""
+    lrs = setup.engine.get_lr()
+    return float(lrs[0]) if lrs else None
 
 
 def _check_claim(keep_going: Callable[[], bool] | None, run_id: str, epoch: int, world: int) -> None:
