@@ -474,7 +474,7 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from bench.data.check import check_suite, report
+    from bench.datacheck import check_suite, report
     from sweeps.suite import load_suite
 
     suite = load_suite(args.suite)

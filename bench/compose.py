@@ -1,5 +1,8 @@
 """Hydra composition of ``sweeps/conf`` into a plain dict, with bad names caught before Hydra sees them.
 
+The files sit on the Config dataclasses, registered as structured-config schemas (bench/schemas.py), so a composed
+section holds every field: the code's default unless a file or an override says otherwise.
+
 A **training protocol** (the ``protocol`` group, ``sweeps/conf/protocol/<name>.yaml``) is a set of override strings
 per method and benchmark. :func:`compose` composes once to learn the method, the benchmark and the protocol, then
 again with the protocol's overrides placed *before* the caller's, so that an explicit override always wins. The
@@ -24,6 +27,7 @@ from typing import Sequence
 
 from bench.errors import BenchError
 from bench.registry import BENCHMARKS, METHODS
+from bench.schemas import register_schemas
 
 CONFIG_MODULE = "sweeps.conf"
 _GROUP_REGISTRIES = {"method": METHODS, "benchmark": BENCHMARKS}
@@ -118,6 +122,13 @@ def protocol_overrides(protocol: dict, method: str, benchmark: str) -> list[str]
             for ov in (rules.get(m) or {}).get(place) or ()]
 
 
+def _first_lines(e: BaseException) -> str:
+    """The first line of Hydra's error and of its cause: "Error merging override method.hidden=abc" says where, the
+    schema's ValidationError under it says what is wrong ("could not be converted to Integer")."""
+    lines = [str(x).strip().splitlines()[0] for x in (e, e.__cause__) if x is not None and str(x).strip()]
+    return ": ".join(dict.fromkeys(lines)) or type(e).__name__
+
+
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> dict:
     from hydra import compose as hydra_compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
@@ -127,11 +138,13 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> dict:
 
     overrides = list(overrides)
     _check_overrides(overrides)
+    register_schemas()  # the files' defaults lists name them (bench/schemas.py)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
             groups = [ov for ov in overrides if "." not in ov.partition("=")[0]]
-            base = OmegaConf.to_container(hydra_compose(config_name=config_name, overrides=groups))
+            first = hydra_compose(config_name=config_name, overrides=groups)
+            base = OmegaConf.to_container(first)
             _check_keys(overrides, base)
             protocol = base.get("protocol")
             chosen = []
@@ -142,13 +155,14 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> dict:
                     _check_keys(chosen, base)
                 except BenchError as e:
                     raise BenchError(f"protocol {protocol.get('name')}: {e}") from None
-            cfg = OmegaConf.to_container(hydra_compose(config_name=config_name, overrides=[*chosen, *overrides]),
-                                         resolve=True)
+            # the second composition would repeat the first when it adds nothing to it: skip it (half the cost)
+            final = first if not chosen and len(groups) == len(overrides) else \
+                hydra_compose(config_name=config_name, overrides=[*chosen, *overrides])
+            cfg = OmegaConf.to_container(final, resolve=True)
         if isinstance(protocol, dict):
             cfg["protocol"] = str(protocol.get("name"))
         return cfg
     except (HydraException, OmegaConfBaseException) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BenchError(f"bad configuration override: {first}") from None
+        raise BenchError(f"bad configuration override: {_first_lines(e)}") from None
     finally:
         GlobalHydra.instance().clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 
 from bench.compose import compose
@@ -48,6 +49,15 @@ class Plan:
     @property
     def tuned(self) -> bool:
         return self.suite.tune is not None
+
+
+def suite_override(name: str) -> str:
+    """The run label ``suite=<name>`` as a Hydra override that gives back ``name`` whatever its characters: escaped
+    for OmegaConf (``${`` is no interpolation) and then for Hydra's quoted strings (quotes escaped; backslashes
+    before an escaped character or at the end doubled)."""
+    literal = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", name)
+    quoted = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), literal)
+    return f"suite='{quoted}'"
 
 
 def final_spec(cell: Cell, seed: int, params_cfg: dict | None = None) -> dict:
@@ -114,12 +124,12 @@ def make_plan(suite: Suite, extra_overrides: tuple[str, ...] = (), data_root: st
                 continue
             data = [root_override(root)] if needs_data(b.name) else []
             overrides = [*suite.overrides, *m.overrides, *b.overrides, *data, *extra_overrides,
-                         f"method={m.name}", f"benchmark={b.name}", f"seed={suite.seeds[0]}"]
+                         f"method={m.name}", f"benchmark={b.name}", f"seed={suite.seeds[0]}",
+                         suite_override(suite.name)]
             try:
                 base = compose(overrides)
             except BenchError as e:
                 raise BenchError(f"suite {suite.name}, {m.name} on {b.name}: {e}") from None
-            base["suite"] = suite.name  # not an override: `suite` is also the name of the suites' config group
             check_space(space, base, m.name)
             for rho in suite.obs_ratios:
                 cfg = {**base, "obs_ratio": rho}

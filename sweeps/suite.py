@@ -1,6 +1,7 @@
 """Suites: which methods, benchmarks, observation ratios and seeds a sweep covers, with budgets.
 
-A suite is a YAML file, either one of ``sweeps/conf/suite/<name>.yaml`` or any path. Schema::
+A suite is a YAML file, either one of ``sweeps/suites/<name>.yaml`` or any path. Suites are not Hydra configs (a
+suite composes many runs), so they live outside the config tree ``sweeps/conf``. Schema::
 
     name: quick
     description: one line
@@ -44,7 +45,7 @@ import yaml
 from bench.errors import BenchError
 from bench.records import HISTORY_ROWS, VAL_HISTORY_KEY
 
-SUITE_DIR = Path(__file__).resolve().parent / "conf" / "suite"
+SUITE_DIR = Path(__file__).resolve().parent / "suites"
 # a tuned metric -> (the history key a trial reports it under, the direction Optuna optimizes)
 TUNE_METRICS = {metric: (VAL_HISTORY_KEY[metric], "max" if higher else "min")
                 for _, metric, split, higher in HISTORY_ROWS if split == "val"}

@@ -10,14 +10,14 @@ from pathlib import Path
 import yaml
 
 from bench.cli import main
-from bench.data.check import check_suite
+from bench.datacheck import check_suite
 from bench.testing import fixtures as F
 from bench.data.formats.medmnist import MedMnistOrgan
 from bench.data.formats.polymnist import PolyMnist
 from conftest import ROOT, python
 from sweeps.suite import load_suite
 
-PAPER = ROOT / "sweeps" / "conf" / "suite" / "paper.yaml"
+PAPER = ROOT / "sweeps" / "suites" / "paper.yaml"
 PRESENT = ("polymnist", "medmnist-organ")
 ABSENT = ("mnist-svhn", "mnist-svhn-text", "cub-icc", "cubicc", "cub-200", "mimic-cxr")
 

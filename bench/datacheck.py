@@ -4,6 +4,8 @@ Per benchmark: present / missing / incomplete (with the files that are absent or
 the full release's counts where they are known, and the state of the decode cache. Embedded benchmarks ship with the
 package and are always present. The suite is complete, and the command exits 0, only when every benchmark is present.
 Nothing is decoded: the check lists and stats files and reads headers, so it stays quick on the real datasets.
+It composes the suite's configurations (bench.compose), so it sits beside the composer rather than in bench.data,
+which the composer's schemas depend on (an import cycle that lint-imports refuses).
 """
 
 from __future__ import annotations
