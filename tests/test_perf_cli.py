@@ -62,3 +62,16 @@ def test_bad_verbs_and_options_exit_2(capsys):
     with pytest.raises(SystemExit) as e:
         main(["perf", "glasso", "--runs", "3"])  # an option of another verb
     assert e.value.code == 2 and "unrecognized arguments: --runs 3" in capsys.readouterr().err
+
+
+def test_perf_train_takes_method_and_benchmark_as_overrides():
+    from bench.perf.train import split_overrides
+
+    assert split_overrides(["method=dcmem", "method.k_samples=3", "benchmark=bc-3view", "trainer.lr=0.01"],
+                           "mvae", "digits-ms") == ("dcmem", "bc-3view", ["method.k_samples=3", "trainer.lr=0.01"])
+    assert split_overrides([], "mvae", "digits-ms") == ("mvae", "digits-ms", [])
+    from bench.perf.train import shared_overrides
+
+    # the baseline is timed at the same K, without the options it does not have
+    assert shared_overrides(["method.k_samples=10", "method.beta_ib=2.0", "trainer.lr=0.01"], "mmvae_plus") == \
+        ["method.k_samples=10", "trainer.lr=0.01"]

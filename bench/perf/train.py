@@ -75,16 +75,59 @@ def perf_train(method: str = "mvae", benchmark: str = "digits-ms", repeats: int 
 def print_perf_train(console, r: dict) -> None:
     console.print(f"{r['method']} on {r['benchmark']} ({r['samples']} samples, batch 128, {r['threads']} torch "
                   f"threads): bare torch loop {r['bare_samples_s']:.0f} samples/s, DeepSpeed engine "
-                  f"{r['engine_samples_s']:.0f} samples/s: engine overhead {r['engine_overhead_pct']:+.1f} %")
+                  f"{r['engine_samples_s']:.0f} samples/s: engine overhead {r['engine_overhead_pct']:+.1f} %; "
+                  f"{epoch_s(r):.2f} s per epoch")
+
+
+def epoch_s(r: dict) -> float:
+    """Seconds per epoch of the engine loop (the one a run trains with)."""
+    return r["samples"] / r["engine_samples_s"]
+
+
+def split_overrides(overrides: list[str], method: str, benchmark: str) -> tuple[str, str, list[str]]:
+    """``method=`` and ``benchmark=`` among Hydra-style overrides choose them (over --method / --benchmark); the
+    rest are passed on."""
+    rest = []
+    for ov in overrides:
+        key, _, value = ov.partition("=")
+        if key == "method":
+            method = value
+        elif key == "benchmark":
+            benchmark = value
+        else:
+            rest.append(ov)
+    return method, benchmark, rest
+
+
+def shared_overrides(overrides: list[str], method: str) -> list[str]:
+    """The overrides that also apply to ``method``: every one outside ``method.``, and the ``method.`` ones its
+    Config has a field for."""
+    import dataclasses
+
+    from bench.registry import METHODS
+
+    fields = {f.name for f in dataclasses.fields(METHODS.get(method).Config)}
+    return [ov for ov in overrides if not ov.startswith("method.") or ov.partition("=")[0][7:] in fields]
 
 
 def add_arguments(parser) -> None:
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. method=dcmem method.k_samples=3")
     parser.add_argument("--method", default="mvae")
     parser.add_argument("--benchmark", default="digits-ms")
     parser.add_argument("--repeats", type=int, default=3, help="epochs timed per loop (median)")
+    parser.add_argument("--against", metavar="METHOD",
+                        help="also time METHOD in the same run with the overrides its config has (e.g. "
+                             "method.k_samples for the same K) and print the per-epoch ratio")
 
 
 @register_perf_verb("train", help="samples/s of the DeepSpeed engine loop against a bare PyTorch loop",
                     add_arguments=add_arguments)
 def run(args, console, out_dir) -> None:
-    print_perf_train(console, perf_train(args.method, args.benchmark, repeats=args.repeats))
+    method, benchmark, overrides = split_overrides(args.overrides, args.method, args.benchmark)
+    r = perf_train(method, benchmark, repeats=args.repeats, overrides=overrides)
+    print_perf_train(console, r)
+    if args.against:
+        base = perf_train(args.against, benchmark, repeats=args.repeats,
+                          overrides=shared_overrides(overrides, args.against))
+        print_perf_train(console, base)
+        console.print(f"{method} / {args.against} per epoch: {epoch_s(r) / epoch_s(base):.2f}x")
