@@ -33,7 +33,7 @@ penalty P = 1 - g_k(W) and the k grid (Tailored GLasso, Lingjaerde et al. 2021);
 * The graph stage fits on the complete training rows when every class has at least 10 of them.
 """
 
-from methods.cm_glasso import perf  # noqa: F401  (registers the solver benchmark: python -m bench perf glasso)
+from methods.cm_glasso import perf, perf_path  # noqa: F401  (register the solver benchmark: python -m bench perf glasso)
 from methods.cm_glasso.model import CMGLasso
 from methods.cm_glasso.solver import JointGLassoResult, graphical_lasso, solve_joint_glasso
 

@@ -68,15 +68,17 @@ def lambda_grid(S, n, n_lambdas: int = 20, ratio: float = 0.05, shared_ratio: fl
     return top * np.geomspace(1.0, ratio, n_lambdas)
 
 
-def solve_path(S, n, lambdas, shared_ratio: float | None = None, weights=None, warm_start=None,
-               **solver_kw) -> list[JointGLassoResult]:
+def solve_path(S, n, lambdas, shared_ratio: float | None = None, weights=None, warm_start=None, *,
+               screen: bool = True, **solver_kw) -> list[JointGLassoResult]:
     """Solve for each lam_specific in ``lambdas`` (lam_shared = shared_ratio * lam_specific), in the order given,
     each solve warm-started from the previous ones (give them from large to small: sparse solutions first).
-    ``solver_kw`` go to :func:`~methods.cm_glasso.solver.solve_sequence`."""
+    ``screen`` solves each lambda block by block (docs/methods.md §3.10; the blocks merge as lambda falls, and each
+    block starts from the previous solution restricted to it). ``solver_kw`` go to
+    :func:`~methods.cm_glasso.solver.solve_sequence`."""
     S = np.asarray(S, dtype=np.float64).reshape(-1, *np.shape(S)[-2:])
     shared_ratio = default_shared_ratio(len(S)) if shared_ratio is None else shared_ratio
     pairs = [(_shared(shared_ratio, lam), float(lam)) for lam in lambdas]
-    return solve_sequence(S, n, pairs, weights, warm_start=warm_start, **solver_kw)
+    return solve_sequence(S, n, pairs, weights, warm_start=warm_start, screen=screen, **solver_kw)
 
 
 def edge_count(result: JointGLassoResult, atol: float = 0.0) -> int:

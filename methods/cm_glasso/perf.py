@@ -57,6 +57,14 @@ N_PER_CLASS = 500
 GAP = 1e-6
 LADDER = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10)
 BUDGET_S = 60.0          # a single run slower than this ends that solver's ladder
+SECTIONS = ("K=1", "K=3", "path", "fresh")
+# sections measured by other modules of the method (name -> rows for a thread count), registered by them:
+# perf_path.py builds on this module's rows and ladders, so this module cannot import it
+EXTRA_SECTIONS: dict[str, Callable[[int], list]] = {}
+
+
+def all_sections() -> tuple[str, ...]:
+    return SECTIONS + tuple(EXTRA_SECTIONS)
 CVXPY_MAX_P = 30         # cvxpy + Clarabel at p = 100 (K = 3) asked for > 20 GB and was killed on a 24 GB machine
 
 
@@ -448,7 +456,8 @@ def fresh_process_rows(p: int, nthreads: int, report: Report) -> list[Row]:
 
 
 def perf_glasso(ps=(30, 100, 200), thread_counts=(1, 2), repeats: int = 3, path_p: int = 100, fresh_p: int = 100,
-                cvxpy_max_p: int = CVXPY_MAX_P, sections=("K=1", "K=3", "path", "fresh")) -> Report:
+                cvxpy_max_p: int = CVXPY_MAX_P, sections: tuple[str, ...] | None = None) -> Report:
+    sections = all_sections() if sections is None else sections
     report = Report()
     for nthreads in thread_counts:
         if "K=1" in sections:
@@ -459,6 +468,9 @@ def perf_glasso(ps=(30, 100, 200), thread_counts=(1, 2), repeats: int = 3, path_
             report.rows += path_rows(path_p, nthreads)
         if "fresh" in sections:
             report.rows += fresh_process_rows(fresh_p, nthreads, report)
+        for name, rows in EXTRA_SECTIONS.items():
+            if name in sections:
+                report.rows += rows(nthreads)
     _relative_to_ours(report.rows)
     report.skipped = list(dict.fromkeys(report.skipped))
     return report
@@ -510,9 +522,11 @@ def print_perf_glasso(console, report: Report, csv_path: Path | None = None) -> 
 def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs at the tolerance that reaches the target "
                                                                "(median)")
+    parser.add_argument("--sections", nargs="+", choices=all_sections(), default=list(all_sections()),
+                        help="which parts to measure (default: all; screened = the p = 500 screened path, minutes)")
 
 
 @register_perf_verb("glasso", help="CM-GLasso's ADMM against scikit-learn, gglasso and cvxpy, time to equal accuracy",
                     add_arguments=add_arguments)
 def run(args, console, out_dir) -> None:
-    print_perf_glasso(console, perf_glasso(repeats=args.repeats), out_dir / "glasso.csv")
+    print_perf_glasso(console, perf_glasso(repeats=args.repeats, sections=tuple(args.sections)), out_dir / "glasso.csv")
