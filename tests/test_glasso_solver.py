@@ -13,6 +13,7 @@ from scipy.stats import kstest
 from methods.cm_glasso.npn import Nonparanormal, winsor_level
 from methods.cm_glasso.path import (edge_count, lambda_grid, lambda_max, select_tailored, solve_path,
                                     tailored_weights)
+from methods.cm_glasso.admm import check_inputs, initial_state, positive_root, run_admm
 from methods.cm_glasso.solver import (graphical_lasso, objective, omega_step, solve_joint_glasso, split_entries)
 
 TIGHT = {"tol": 1e-11, "rtol": 1e-9, "max_iter": 5000}
@@ -238,6 +239,29 @@ def test_omega_step_identity_and_positive_definite():
         lhs = rho * om - n[:, None, None] * torch.linalg.inv(om)
         rhs = rho * A - n[:, None, None] * S
         assert (lhs - rhs).abs().max() < 1e-8 * max(1.0, float(rhs.abs().max()))
+
+
+def test_positive_root_is_accurate_for_eigenvalues_of_either_sign():
+    # the textbook (d + sqrt(d^2 + 4c)) / 2 returns 0 at d = -1e8, c = 1 (cancellation); the root is c / |d| there
+    d = torch.tensor([-1e12, -1e8, -3.0, -1e-9, 0.0, 1e-9, 3.0, 1e8, 1e12], dtype=torch.float64)
+    for c in (1e-6, 1.0, 1e6):
+        theta = positive_root(d, torch.tensor(2.0 * c, dtype=torch.float64),
+                              torch.tensor(2.0 * math.sqrt(c), dtype=torch.float64))
+        assert (theta > 0).all()
+        # theta^2 - d theta - c = 0 written as theta - d = c / theta, checked relative to its larger side
+        residual = (theta - d - c / theta).abs() / torch.maximum(theta.abs() + d.abs(), c / theta)
+        assert residual.max() < 1e-14, (c, residual)
+
+
+def test_residual_checks_every_m_iterations_reach_the_same_solution(joint_problem):
+    S, n, _, _ = joint_problem
+    prob = check_inputs(S, n, 150.0, 100.0)
+    every, sparse = (run_admm(prob, initial_state(prob, 1.0), 1e-11, 1e-9, 5000, check_every=m) for m in (1, 4))
+    assert every[1]["converged"] and sparse[1]["converged"]
+    assert sparse[1]["n_iter"] % 4 == 0          # converged at a check: the iterations actually run are counted
+    np.testing.assert_allclose(sparse[0].omega.numpy(), every[0].omega.numpy(), atol=1e-6)
+    cut = run_admm(prob, initial_state(prob, 1.0), 1e-11, 1e-9, 6, check_every=4)[1]
+    assert cut["n_iter"] == 6 and not cut["converged"] and math.isfinite(cut["r"])   # max_iter is always checked
 
 
 def _entry_objective(t, c, a, b):
