@@ -195,6 +195,8 @@ def two_nodes():
         cluster.shutdown()
 
 
+# -m slow (55 s): the default run keeps the single-worker kill-and-resume (tests/test_faults.py) and the two-worker step
+@pytest.mark.slow
 def test_a_two_worker_run_in_a_sweep_is_killed_then_resumes_from_its_last_epoch(tmp_path, two_nodes):
     """One CPU per node: the two workers of the run are on different nodes."""
     suite = _suite(tmp_path, epochs=5)
@@ -230,6 +232,8 @@ def test_a_two_worker_run_in_a_sweep_is_killed_then_resumes_from_its_last_epoch(
     assert (ckpt / "epoch_0004").exists()
 
 
+# -m slow (37 s): the default run keeps the two-node sweep (tests/test_sweep.py) and the two-worker step
+@pytest.mark.slow
 def test_a_two_worker_run_in_a_sweep_on_two_nodes_records_two_workers(tmp_path, two_nodes):
     suite = _suite(tmp_path, epochs=1)
     proc = _sweep(tmp_path, suite, two_nodes.address, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
