@@ -237,8 +237,11 @@ def _print_trackers(console, plan, root: Path, index_url, optuna_url) -> None:
     """Where to look at curves and studies: folders and databases that outlive the sweep (Ray's own TensorBoard
     hint names its temporary session folder, deleted when the sweep ends; it is silenced in sweeps/compat.py)."""
     from bench.store import mask_url
+    from bench.train.tracking import TENSORBOARD_FOLDER
 
-    console.print(f"curves (every run's epochs, every tuning trial): tensorboard --logdir {root}", soft_wrap=True)
+    # no hint where there are no curves (trainer.tensorboard=false and no tuning); "tune" is Ray Tune's storage_path
+    if any(any((root / d).glob("**/events.out.tfevents.*")) for d in (TENSORBOARD_FOLDER, "tune")):
+        console.print(f"curves (every run's epochs, every tuning trial): tensorboard --logdir {root}", soft_wrap=True)
     if plan.tuned:
         from reports.tuning import default_url
 
@@ -557,3 +560,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        lost = _lost_database(e, args)
+        if lost is None:
+            raise
+        print(f"error: {lost}", file=sys.stderr)
+        return lost.exit_code
+
+
+def _lost_database(e: BaseException, args: argparse.Namespace):
+    """The one line of a sweep's lost database (sweeps.driver.store_unavailable) for a database that went away
+    outside the sweep's own loop: while its report, ladder or study summary is read, or under ``report`` and
+    ``ls runs``. None for any other error, which keeps its traceback."""
+    from bench.store import connection_lost, results_dir
+
+    if connection_lost(e) is None:
+        return None
+    from reports.tuning import default_url
+    from sweeps.driver import store_unavailable
+
+    root = results_dir(getattr(args, "results", None))
+    index_url = getattr(args, "index_url", None)
+    optuna_url = getattr(args, "optuna_storage", None) or default_url(root, index_url) or "(none)"
+    return store_unavailable(e, index_url or f"sqlite:///{(root / 'index.sqlite').resolve()}", optuna_url)

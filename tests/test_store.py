@@ -205,3 +205,31 @@ def test_ls_runs_lists_corrupt_and_lost_runs(tmp_path, capsys):
     assert main(["ls", "runs", "--results", str(tmp_path)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "1 corrupt, 1 done, 1 lost" in out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_database_lost_outside_a_sweep_loop_ends_with_one_line_and_a_bug_keeps_its_traceback(tmp_path, capsys,
+                                                                                             monkeypatch):
+    pytest.importorskip("psycopg")
+    import bench.cli
+    from bench.cli import main
+
+    url = f"postgresql://u:hunter2@127.0.0.1:{_free_port()}/index"   # nothing listens there
+    assert main(["ls", "runs", "--results", str(tmp_path), "--store", url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: lost the store index postgresql://u:***@127.0.0.1:") and "hunter2" not in err
+    assert len(err.strip().splitlines()) == 1 and "rerun the same command" in err
+
+    def broken_query(args):   # a bug in a query is not a lost database: its traceback stays
+        raise sa.exc.ProgrammingError("SELECT nope", {}, Exception("column nope does not exist"))
+
+    monkeypatch.setattr(bench.cli, "cmd_ls", broken_query)
+    with pytest.raises(sa.exc.ProgrammingError):
+        main(["ls", "runs", "--results", str(tmp_path)])

@@ -119,3 +119,24 @@ def test_the_switch_is_not_identity_and_turns_writing_off(tmp_path, monkeypatch)
         with pytest.raises(Stop):
             bench.train.worker.execute(spec, compute_run_id(spec), store)
     assert seen == [tensorboard_dir(tmp_path, compute_run_id(on)), None]
+
+
+def test_the_sweep_names_tensorboard_only_where_there_are_curves(tmp_path):
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from bench.cli import _print_trackers
+
+    def said() -> str:
+        out = io.StringIO()
+        _print_trackers(Console(file=out, width=200), SimpleNamespace(tuned=False), tmp_path, None, None)
+        return out.getvalue()
+
+    (tmp_path / "tensorboard").mkdir()   # the folder alone (every run had trainer.tensorboard=false) is no curve
+    assert "tensorboard" not in said()
+    writer = EpochWriter(tensorboard_dir(tmp_path, RUN_ID))
+    writer.write(0, {"train/loss": 1.0})
+    writer.close()
+    assert f"tensorboard --logdir {tmp_path}" in said()
