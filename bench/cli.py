@@ -470,7 +470,8 @@ def cmd_store(args: argparse.Namespace) -> int:
         print(f"the damaged index was moved to {moved}")
     print(f"index {mask_url(store.index_url)} rebuilt from {store.runs_dir}: {len(changed['done'])} done, "
           f"{len(changed['dropped'])} marked done without a readable record dropped (they will be trained again), "
-          f"{len(changed['unreadable'])} unreadable records (trained again by the next sweep)")
+          f"{len(changed['unreadable'])} unreadable records (trained again by the next sweep), "
+          f"{len(changed['removed'])} temporary files of killed writers removed")
     for rid in changed["unreadable"]:
         print(f"  unreadable: {store.record_path(rid)}")
     return 0

@@ -635,10 +635,21 @@ class ResultStore:
         """Make the index agree with the records, which are the truth: every readable record becomes a done row
         (its spec gives method, benchmark, ratio, seed, suite); a done row without a readable record is deleted,
         so the run counts as not done and is trained again; claims in flight are left to their heartbeats (an
-        empty, rebuilt index has none: those runs are not done). Returns {"done": [...], "dropped": [...],
-        "unreadable": [...]} run_ids."""
+        empty, rebuilt index has none: those runs are not done). The temporary files of writers killed before
+        their rename (:func:`_staged`) are deleted once older than the claim timeout: a live writer renames its
+        files seconds after writing them, and one that stalled that long has lost its claim, so the files could
+        never be renamed into place. Returns {"done": [...], "dropped": [...], "unreadable": [...]} run_ids and
+        "removed": the temporary file names deleted."""
         self._writable()
-        out: dict[str, list[str]] = {"done": [], "dropped": [], "unreadable": []}
+        out: dict[str, list[str]] = {"done": [], "dropped": [], "unreadable": [], "removed": []}
+        stale_before = time.time() - self.claim_timeout_s
+        for tmp in sorted(self.runs_dir.glob(".*.tmp-*")):
+            try:
+                if tmp.stat().st_mtime < stale_before:
+                    tmp.unlink()
+                    out["removed"].append(tmp.name)
+            except FileNotFoundError:   # its writer finished (renamed or cleaned it) meanwhile
+                pass
         readable = {}
         for path in sorted(self.runs_dir.glob("*.parquet")):
             rid = path.name[: -len(".parquet")]

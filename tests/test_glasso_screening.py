@@ -155,6 +155,31 @@ def test_screened_solution_equals_unscreened_and_satisfies_the_kkt_conditions(ca
         assert not screened.theta0.any()
 
 
+@pytest.mark.parametrize("p", [1, 2, 9, 40, 300])
+def test_dense_and_sparse_components_agree(p, monkeypatch):
+    """The dense labelling (small p) and scipy's sparse one give the same blocks: random graphs of several
+    densities, a shuffled chain (the longest path, most rounds), no edge and every edge."""
+    import methods.cm_glasso.screening as screening
+
+    rng = np.random.default_rng(p)
+    graphs = []
+    for density in (0.0, 0.5 / max(p, 1), 2.0 / max(p, 1), 1.0):
+        e = rng.random((p, p)) < density
+        graphs.append(e | e.T)
+    chain = np.zeros((p, p), dtype=bool)
+    order = rng.permutation(p)
+    chain[order[:-1], order[1:]] = True
+    graphs.append(chain | chain.T)
+    for e in graphs:
+        np.fill_diagonal(e, False)
+        monkeypatch.setattr(screening, "DENSE_COMPONENTS_MAX_P", 10**6)
+        dense = [b.tolist() for b in components(e)]
+        monkeypatch.setattr(screening, "DENSE_COMPONENTS_MAX_P", 0)
+        sparse = [b.tolist() for b in components(e)]
+        assert dense == sparse and sorted(sum(dense, [])) == list(range(p))
+    assert len(components(graphs[-1])) == 1 and len(components(graphs[0])) == p
+
+
 def test_blocks_of_equal_size_are_batched_and_singletons_are_closed_form():
     S, n = clustered(24, 3, 300, [4] * 6, seed=3)
     lam2 = 0.7 * lambda_max(S, n, 1.5)
@@ -198,6 +223,7 @@ def test_screened_path_equals_unscreened_path_at_every_lambda(k):
     ratio = math.inf if k == 1 else 1.5
     blocks = [len(n_blocks(S, n, ratio * lam, lam)) for lam in lams]
     assert blocks[0] == 24 and blocks[-1] < blocks[len(blocks) // 2] < 24   # blocks merge along the path
+    assert blocks[-2:] == [1, 1]   # and the path ends in one block: from blocks into the whole, then whole to whole
     screened = solve_path(S, n, lams, **TIGHT)
     plain = solve_path(S, n, lams, screen=False, **TIGHT)
     for lam, a, b in zip(lams, screened, plain):

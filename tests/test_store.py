@@ -233,3 +233,20 @@ def test_a_database_lost_outside_a_sweep_loop_ends_with_one_line_and_a_bug_keeps
     monkeypatch.setattr(bench.cli, "cmd_ls", broken_query)
     with pytest.raises(sa.exc.ProgrammingError):
         main(["ls", "runs", "--results", str(tmp_path)])
+
+
+def test_rebuild_removes_the_temporary_files_of_killed_writers_but_not_of_live_ones(tmp_path):
+    store = ResultStore(tmp_path, claim_timeout_s=60, heartbeat_s=1)
+    store.claim("r1")
+    store.put("r1", SPEC, _rows())
+    killed = [store.runs_dir / ".r2.parquet.tmp-4242", store.runs_dir / ".r2.json.tmp-4242"]
+    live = store.runs_dir / ".r3.parquet.tmp-4343"
+    for f in (*killed, live):
+        f.write_bytes(b"half a record")
+    old = time.time() - 61
+    for f in killed:
+        os.utime(f, (old, old))
+    changed = store.rebuild_index()
+    assert sorted(changed["removed"]) == sorted(f.name for f in killed)
+    assert live.exists() and not any(f.exists() for f in killed)
+    assert changed["done"] == ["r1"] and store.is_done("r1")   # the finished run is untouched
