@@ -403,46 +403,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_listing(store) -> list[dict]:
-    """Every run the store knows, from its records (checked readable) and its index: one dict each with run_id,
-    method, benchmark, obs_ratio, seed, suite, status and detail. A torn or unreadable record is listed as
-    ``corrupt``, with why, never left out."""
-    from bench.store import HELD, record_problem
-
-    index = store.index_frame().set_index("run_id", drop=False)
-    ids = sorted(set(index.index) | {p.name[: -len(".parquet")] for p in store.runs_dir.glob("*.parquet")})
-    out = []
-    for rid in ids:
-        row = index.loc[rid].to_dict() if rid in index.index else {}
-        problem = record_problem(store.record_path(rid))
-        status, detail = row.get("status") or "unindexed", ""
-        if problem is None:
-            status = "done"
-        elif problem != "missing":
-            status, detail = "corrupt", f"record {problem}; a sweep trains it again"
-        elif status == "done":
-            status, detail = "lost", "indexed done but the record is missing; a sweep trains it again"
-        elif status in HELD:
-            stale = store.claim_is_stale(row.get("owner"), row.get("updated_at"))
-            detail = f"{row.get('owner')}{' (stale: will be taken over)' if stale else ''}"
-        elif row.get("error"):
-            detail = str(row["error"]).strip().splitlines()[0][:120]
-        meta = row
-        if not row.get("method"):
-            spec = store.get_spec(rid) if store.spec_path(rid).exists() else None
-            meta = {"method": ((spec or {}).get("method") or {}).get("name"), "seed": (spec or {}).get("seed"),
-                    "benchmark": ((spec or {}).get("benchmark") or {}).get("name"),
-                    "obs_ratio": (spec or {}).get("obs_ratio"), "suite": (spec or {}).get("suite")}
-        out.append({"run_id": rid, **{k: meta.get(k) for k in ("method", "benchmark", "obs_ratio", "seed", "suite")},
-                    "status": status, "detail": detail})
-    return out
-
-
 def _ls_runs(console, args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from bench.store import ResultStore, mask_url, results_dir
+    from bench.store import ResultStore, mask_url, results_dir, run_listing
 
     store = ResultStore(results_dir(args.results), args.index_url, read_only=True)
     runs = [r for r in run_listing(store) if not args.suite or r["suite"] == args.suite]

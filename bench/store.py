@@ -707,6 +707,36 @@ def _meta_of(spec: dict) -> dict:
             "obs_ratio": spec.get("obs_ratio"), "seed": spec.get("seed"), "suite": spec.get("suite")}
 
 
+def run_listing(store: ResultStore) -> list[dict]:
+    """Every run the store knows, from its records (checked readable) and its index: one dict each with run_id,
+    method, benchmark, obs_ratio, seed, suite, status and detail. A torn or unreadable record is listed as
+    ``corrupt``, with why, never left out."""
+    index = store.index_frame().set_index("run_id", drop=False)
+    ids = sorted(set(index.index) | {p.name[: -len(".parquet")] for p in store.runs_dir.glob("*.parquet")})
+    out = []
+    for rid in ids:
+        row = index.loc[rid].to_dict() if rid in index.index else {}
+        problem = record_problem(store.record_path(rid))
+        status, detail = row.get("status") or "unindexed", ""
+        if problem is None:
+            status = "done"
+        elif problem != "missing":
+            status, detail = "corrupt", f"record {problem}; a sweep trains it again"
+        elif status == "done":
+            status, detail = "lost", "indexed done but the record is missing; a sweep trains it again"
+        elif status in HELD:
+            stale = store.claim_is_stale(row.get("owner"), row.get("updated_at"))
+            detail = f"{row.get('owner')}{' (stale: will be taken over)' if stale else ''}"
+        elif row.get("error"):
+            detail = str(row["error"]).strip().splitlines()[0][:120]
+        meta = row
+        if not row.get("method"):   # a claim made without meta, or a record the index does not know
+            meta = _meta_of((store.get_spec(rid) if store.spec_path(rid).exists() else None) or {})
+        out.append({"run_id": rid, **{k: meta.get(k) for k in ("method", "benchmark", "obs_ratio", "seed", "suite")},
+                    "status": status, "detail": detail})
+    return out
+
+
 def rebuild(root: str | os.PathLike, index_url: str | None = None) -> tuple["ResultStore", dict, Path | None]:
     """``bench store rebuild``: a SQLite index that cannot be opened (damaged, or not a database) is moved aside to
     ``index.sqlite.damaged-<time>`` and made anew; then :meth:`ResultStore.rebuild_index`. Returns the store, what
