@@ -205,6 +205,12 @@ def test_ls_runs_lists_corrupt_and_lost_runs(tmp_path, capsys):
     assert main(["ls", "runs", "--results", str(tmp_path)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "1 corrupt, 1 done, 1 lost" in out
+    # claimed without meta: the method and benchmark come from each run's spec
+    from bench.store import run_listing
+
+    listed = {r["run_id"]: r for r in run_listing(ResultStore(tmp_path, read_only=True))}
+    assert {listed[r]["method"] for r in ("r1", "r2")} == {SPEC["method"]["name"]}
+    assert listed["r1"]["benchmark"] == SPEC["benchmark"]["name"] and listed["r1"]["seed"] == SPEC["seed"]
 
 
 def _free_port() -> int:
