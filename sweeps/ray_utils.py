@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import tempfile
 
-from bench.compat import actor_placement_group_ids, ray_temp_dir_kwargs
+from bench.compat import actor_placement_group_ids
 from bench.errors import BenchError
+from bench.ray_local import start_local_ray, stop_local_ray
 
 
 def check_address(address: str) -> None:
@@ -44,19 +43,11 @@ def start_ray(address: str | None, num_cpus: int | None) -> str | None:
         except ConnectionError as e:
             raise BenchError(f"cannot join the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
         return None
-    # a short temp dir: Ray's unix sockets live under it and have a ~107-character path limit
-    temp_dir = tempfile.mkdtemp(prefix="mmrl-ray-")
-    ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-             configure_logging=False, object_store_memory=256 * 2**20, **ray_temp_dir_kwargs(temp_dir))
-    return temp_dir
+    return start_local_ray(num_cpus or os.cpu_count() or 1)
 
 
 def stop_ray(started: str | None) -> None:
-    import ray
-
-    if started and ray.is_initialized():
-        ray.shutdown()
-        shutil.rmtree(started, ignore_errors=True)
+    stop_local_ray(started)
 
 
 def _orphan_placement_groups() -> set[str]:

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import yaml
 
 from bench.compose import compose
 from bench.errors import BenchError
+from bench.ray_local import start_local_ray, stop_local_ray
 from bench.run import resolve_spec
 from bench.spec import compute_run_id
 from bench.store import ResultStore
@@ -106,7 +106,6 @@ def _max_diff(a, b):
 
 
 def test_two_workers_take_the_same_step_as_one_worker_with_the_global_batch(tmp_path):
-    import ray
     from ray import cloudpickle
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -121,15 +120,13 @@ def test_two_workers_take_the_same_step_as_one_worker_with_the_global_batch(tmp_
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
     os.environ["RAY_AUTH_MODE"] = "disabled"  # no token file in the home folder for a throwaway instance
-    temp = tempfile.mkdtemp(prefix="mmrl-ray-")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _temp_dir=temp,
-             object_store_memory=128 * 2**20)
+    temp = start_local_ray(2, object_store_mb=128)
     try:
         TorchTrainer(_dp_worker, train_loop_config={"stages": [0, 2], "path": str(tmp_path / "params.pt")},
                      scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
                      run_config=RunConfig(name="dp", storage_path=str(tmp_path / "ray"))).fit()
     finally:
-        ray.shutdown()
+        stop_local_ray(temp)
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     got = torch.load(tmp_path / "params.pt", weights_only=False)
     for stage in (0, 2):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from bench.compat import ray_temp_dir_kwargs
+from bench.ray_local import start_local_ray, stop_local_ray
 from bench.perf.common import method_and_data
 from bench.registry import register_perf_verb
 
@@ -57,8 +57,6 @@ def _worker(config: dict) -> None:
 def perf_scale(method: str = "mvae", benchmark: str = "digits-ms", workers: int = 2, repeats: int = 3,
                epochs: int = 1, threads: int = 1, batch_size: int = 128) -> dict:
     import json
-    import shutil
-
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -69,10 +67,8 @@ def perf_scale(method: str = "mvae", benchmark: str = "digits-ms", workers: int 
     with tempfile.TemporaryDirectory(prefix="mmrl-perf-scale-") as tmp:
         started = None
         if not ray.is_initialized():
-            started = tempfile.mkdtemp(prefix="mmrl-ray-")  # short: Ray's socket paths are limited to ~107 chars
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-            ray.init(num_cpus=workers * threads, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False, **ray_temp_dir_kwargs(started), object_store_memory=128 * 2**20)
+            started = start_local_ray(workers * threads, object_store_mb=128)
         try:
             path = Path(tmp) / "many.json"
             t0 = time.perf_counter()
@@ -85,9 +81,7 @@ def perf_scale(method: str = "mvae", benchmark: str = "digits-ms", workers: int 
             fit_s = time.perf_counter() - t0
             many = json.loads(path.read_text())[1:]
         finally:
-            if started:
-                ray.shutdown()
-                shutil.rmtree(started, ignore_errors=True)
+            stop_local_ray(started)
     s1 = statistics.median(r["samples_s"] for r in one)
     sn = statistics.median(r["samples_s"] for r in many)
     train_n = sum(r["train_s"] for r in many) + many[0]["train_s"]  # the warm-up took about one more

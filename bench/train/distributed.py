@@ -17,10 +17,10 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import pandas as pd
 
+from bench.ray_local import start_local_ray, stop_local_ray
 from bench.store import ResultStore, owner_id
 from bench.train.worker import execute
 
@@ -47,16 +47,10 @@ def _ensure_ray(workers: int, cpus_per_worker: float) -> str | None:
     """A local Ray for ``bench run`` outside a sweep; returns its temp folder when this call started it."""
     import ray
 
-    from bench.compat import ray_temp_dir_kwargs
-
     if ray.is_initialized():
         return None
-    temp_dir = tempfile.mkdtemp(prefix="mmrl-ray-")  # short: Ray's socket paths have a ~107-character limit
     # the user asked for this many workers: give Ray the CPUs to place them even on a smaller machine
-    cpus = max(os.cpu_count() or 1, int(workers * max(cpus_per_worker, 1)))
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             object_store_memory=256 * 2**20, **ray_temp_dir_kwargs(temp_dir))
-    return temp_dir
+    return start_local_ray(max(os.cpu_count() or 1, int(workers * max(cpus_per_worker, 1))))
 
 
 def _worker_failure(e: BaseException) -> Exception:
@@ -79,8 +73,6 @@ def _worker_failure(e: BaseException) -> Exception:
 
 def run_distributed(spec: dict, run_id: str, store: ResultStore, cpus_per_worker: float = 1.0,
                     tune_report_key: str | None = None) -> pd.DataFrame:
-    import shutil
-
     import ray
     import ray.train
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -116,9 +108,7 @@ def run_distributed(spec: dict, run_id: str, store: ResultStore, cpus_per_worker
         except ray.train.TrainingFailedError as e:
             raise _worker_failure(e) from None
     finally:
-        if started:
-            ray.shutdown()
-            shutil.rmtree(started, ignore_errors=True)
+        stop_local_ray(started)
     record = store.get(run_id)
     if record is None:
         raise RuntimeError("the workers finished without rank 0 writing the record")
