@@ -57,6 +57,7 @@ def _worker(config: dict) -> None:
 def perf_scale(method: str = "mvae", benchmark: str = "digits-ms", workers: int = 2, repeats: int = 3,
                epochs: int = 1, threads: int = 1, batch_size: int = 128) -> dict:
     import json
+
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
