@@ -614,9 +614,11 @@ class ResultStore:
     def settle(self, run_ids) -> list[str]:
         """Index rows that lag behind their records: a run with a readable record whose row does not say done (the
         process died, or lost the database, between the rename and the commit in :meth:`put`) is marked done,
-        unless a live claim holds it (a forced retraining). Returns the run_ids settled."""
+        unless a live claim holds it (a forced retraining). Returns the run_ids settled. Only the rows that do not
+        say done have their records read: normally none, where reading every footer first cost a sweep of
+        thousands of cached runs a read per run."""
         self._writable()
-        ids = [r for r in run_ids if self.is_done(r)]
+        ids = list(run_ids)
         settled = []
         for i in range(0, len(ids), 500):  # bounded IN lists
             chunk = ids[i:i + 500]
@@ -624,7 +626,7 @@ class ResultStore:
                 rows = c.execute(sa.select(RUNS.c.run_id, RUNS.c.status, RUNS.c.owner, RUNS.c.updated_at)
                                  .where(RUNS.c.run_id.in_(chunk), RUNS.c.status != "done")).all()
                 for rid, status, owner, updated_at in rows:
-                    if status in HELD and not self.claim_is_stale(owner, updated_at):
+                    if status in HELD and not self.claim_is_stale(owner, updated_at) or not self.is_done(rid):
                         continue
                     c.execute(sa.update(RUNS).where(RUNS.c.run_id == rid, RUNS.c.status == status)
                               .values(status="done", error=None, updated_at=time.time()))

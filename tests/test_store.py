@@ -158,8 +158,24 @@ def test_settle_marks_done_the_rows_left_behind_their_records_but_not_a_live_cla
         store.put(rid, SPEC, _rows())
     _take_over(store, "r1", DEAD)        # died between the rename and the commit
     _take_over(store, "r2", owner_id())  # being retrained (--force) by a live process
-    assert store.settle(["r1", "r2", "missing"]) == ["r1"]
+    store.claim("r3")
+    _take_over(store, "r3", DEAD)        # died before writing anything: no record, nothing to settle
+    assert store.settle(["r1", "r2", "r3", "missing"]) == ["r1"]
     assert store.index_row("r1")["status"] == "done" and store.index_row("r2")["status"] == "running"
+    assert store.index_row("r3")["status"] != "done"
+
+
+def test_settle_reads_no_record_of_a_run_the_index_already_says_done(tmp_path, monkeypatch):
+    import bench.store
+
+    store = ResultStore(tmp_path)
+    for rid in ("r1", "r2"):
+        store.claim(rid)
+        store.put(rid, SPEC, _rows())
+    reads = []
+    real = bench.store.record_problem
+    monkeypatch.setattr(bench.store, "record_problem", lambda path: reads.append(path) or real(path))
+    assert store.settle(["r1", "r2"]) == [] and reads == []
 
 
 def test_a_damaged_sqlite_index_is_refused_with_the_way_out_and_rebuilt_from_the_records(tmp_path):
