@@ -23,6 +23,7 @@ batch instead; :func:`rows` and :func:`chunks` are the helpers they use.
 from __future__ import annotations
 
 import operator
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Iterator
 
 import numpy as np
@@ -33,7 +34,7 @@ CHUNK = 4096
 MISSING_INT = -1  # an unobserved integer entry (bench.data.contracts re-exports it)
 
 
-class LazyRows:
+class LazyRows(ABC):
     """Rows ``source[index]`` of a narrow array, converted on access (see the module docstring).
 
     ``source``: an integer numpy array (an ``np.memmap`` included) [Nsrc, *shape], or any object with ``shape``,
@@ -215,11 +216,13 @@ class LazyRows:
         out.index_copy_(0, _host(pos.astype(np.int64), device).to(device, non_blocking=True), x)
         return out
 
+    @abstractmethod
     def _convert(self, narrow: np.ndarray, out: np.ndarray) -> None:
-        raise NotImplementedError
+        """Write the source rows ``narrow``, converted to the output dtype, into ``out`` (reads on the host)."""
 
+    @abstractmethod
     def _convert_torch(self, narrow: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The source rows ``narrow`` (already on the output device) converted to the output dtype."""
 
     def _select(self, key: Any) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
         """(source rows, their missing flags or None, whether a single row was asked for) of a row key."""
