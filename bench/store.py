@@ -626,7 +626,7 @@ class ResultStore:
                 rows = c.execute(sa.select(RUNS.c.run_id, RUNS.c.status, RUNS.c.owner, RUNS.c.updated_at)
                                  .where(RUNS.c.run_id.in_(chunk), RUNS.c.status != "done")).all()
                 for rid, status, owner, updated_at in rows:
-                    if status in HELD and not self.claim_is_stale(owner, updated_at) or not self.is_done(rid):
+                    if (status in HELD and not self.claim_is_stale(owner, updated_at)) or not self.is_done(rid):
                         continue
                     c.execute(sa.update(RUNS).where(RUNS.c.run_id == rid, RUNS.c.status == status)
                               .values(status="done", error=None, updated_at=time.time()))
