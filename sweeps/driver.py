@@ -464,8 +464,7 @@ def run_finals(specs: list[dict], plan: Plan, store: ResultStore, display) -> li
     display.slots = max(1, int(total_cpu // max(cpus, 1e-9)))
     if gpus:
         display.slots = min(display.slots, max(1, int(ray.cluster_resources().get("GPU", 0) // gpus)))
-    display.start(total=len(specs), done=len(results),
-                  todo={compute_run_id(s): (s["method"]["name"], s["benchmark"]["name"]) for s in queue})
+    display.start(total=len(specs), done=len(results))
     last_poll = 0.0
     while queue or pending or waiting:
         deferred = []

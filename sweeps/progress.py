@@ -23,16 +23,13 @@ class SweepDisplay:
         self.live: Live | None = None
         self.total = self.done = self.failed = self.running = 0
         self.t0 = time.perf_counter()
-        self.durations: list[tuple[tuple[str, str] | None, float]] = []   # (kind, wall_s) of each trained run
-        self.todo: dict[str, tuple[str, str]] = {}   # run_id -> (method, benchmark) of the runs not finished yet
+        self.durations: list[float] = []
 
     def note(self, text: str) -> None:
         self.console.print(text)
 
-    def start(self, total: int, done: int, todo: dict[str, tuple[str, str]] | None = None) -> None:
-        """``todo``: run_id -> (method, benchmark) of the runs to train, for an estimate per kind of run."""
+    def start(self, total: int, done: int) -> None:
         self.total, self.done = total, done
-        self.todo = dict(todo or {})
         if self.console.is_terminal:
             self.live = Live(self.line(), console=self.console, refresh_per_second=2, transient=False)
             self.live.start()
@@ -44,7 +41,8 @@ class SweepDisplay:
         left = self.total - self.done - self.failed - self.running
         eta = ""
         if self.durations and (left or self.running):
-            eta = f", about {self.seconds_left(left + self.running):.0f} s left"
+            per = sum(self.durations) / len(self.durations)
+            eta = f", about {per * (left + self.running) / max(self.slots, 1):.0f} s left"
         return (f"runs: {self.done} done, {self.running} running, {self.failed} failed, {left} left "
                 f"of {self.total} - {elapsed:.0f} s elapsed{eta}")
 
@@ -54,40 +52,14 @@ class SweepDisplay:
             self.done += 1
         else:
             self.failed += 1
-        kind = self.todo.pop(result.run_id, None)
         if result.status == "done":
-            self.durations.append((kind, result.wall_s))
+            self.durations.append(result.wall_s)
         msg = run_line(result)
         if self.live:
             self.live.console.print(msg, soft_wrap=True)
         else:
             self.console.print(msg, soft_wrap=True)
             self.console.print(self.line(), soft_wrap=True)
-
-    def seconds_left(self, unfinished: int) -> float:
-        """The runs not finished yet, each at the mean time of the trained runs of its method and benchmark, else of
-        its method, else of every run, spread over the slots. Per kind because a suite's methods differ by 10x or
-        more (a sweep that starts with the untrained baseline would otherwise promise to end in seconds); without
-        ``todo``, ``unfinished`` runs at the mean of every run."""
-        by_kind: dict[tuple[str, str], list[float]] = {}
-        by_method: dict[str, list[float]] = {}
-        for kind, seconds in self.durations:
-            if kind is not None:
-                by_kind.setdefault(kind, []).append(seconds)
-                by_method.setdefault(kind[0], []).append(seconds)
-        def mean(xs: list[float]) -> float:
-            return sum(xs) / len(xs)
-
-        overall = mean([seconds for _, seconds in self.durations])
-        kind_mean = {k: mean(v) for k, v in by_kind.items()}
-        method_mean = {m: mean(v) for m, v in by_method.items()}
-        total = 0.0
-        for kind in list(self.todo.values()) or [None] * unfinished:
-            if kind in kind_mean:
-                total += kind_mean[kind]
-            else:
-                total += method_mean.get(kind[0], overall) if kind else overall
-        return total / max(self.slots, 1)
 
     def tick(self, pending: int) -> None:
         self.running = min(pending, self.slots)

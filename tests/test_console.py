@@ -68,27 +68,6 @@ def test_a_sweep_run_line_says_its_workers():
         "failed  mvae on digits-ms rho=1 seed=0  (abc): boom"
 
 
-def test_the_sweep_estimate_weighs_each_unfinished_run_by_its_own_kind():
-    from sweeps.progress import SweepDisplay
-
-    display = SweepDisplay(Console(file=io.StringIO()), slots=2)
-    kinds = {"u1": ("untrained", "a"), "u2": ("untrained", "a"), "d1": ("dcmem", "a"), "d2": ("dcmem", "a"),
-             "d3": ("dcmem", "b"), "g1": ("cm_glasso", "a")}
-    display.start(total=6, done=0, todo=kinds)
-    display.finished(RunResult("untrained on a", "u1", "done", wall_s=2.0))
-    display.finished(RunResult("dcmem on a", "d1", "done", wall_s=40.0))
-    # u2 as u1 (2 s), d2 as d1 (40 s), d3 as dcmem on another benchmark (40 s), g1 at the mean of all (21 s)
-    assert display.seconds_left(4) == pytest.approx((2 + 40 + 40 + 21) / 2)
-    assert "about 52 s left" in display.line()
-    display.finished(RunResult("dcmem on b", "d3", "failed", "boom"))   # finished, not timed
-    assert display.seconds_left(3) == pytest.approx((2 + 40 + 21) / 2)
-    # without kinds (another caller): every unfinished run at the mean of every run
-    plain = SweepDisplay(Console(file=io.StringIO()), slots=1)
-    plain.start(total=3, done=0)
-    plain.finished(RunResult("x", "x", "done", wall_s=3.0))
-    assert plain.seconds_left(2) == pytest.approx(6.0)
-
-
 IMPORT = """
 import os
 os.environ.pop("DS_ACCELERATOR", None)  # DeepSpeed's auto-detection: the accelerator warning on a CPU machine
