@@ -538,7 +538,7 @@ def _lost_database(e: BaseException, args: argparse.Namespace):
     """The one line of a sweep's lost database (sweeps.driver.store_unavailable) for a database that went away
     outside the sweep's own loop: while its report, ladder or study summary is read, or under ``report`` and
     ``ls runs``. None for any other error, which keeps its traceback."""
-    from bench.store import connection_lost, results_dir
+    from bench.store import connection_lost, index_url_for, results_dir
 
     if connection_lost(e) is None:
         return None
@@ -548,4 +548,4 @@ def _lost_database(e: BaseException, args: argparse.Namespace):
     root = results_dir(getattr(args, "results", None))
     index_url = getattr(args, "index_url", None)
     optuna_url = getattr(args, "optuna_storage", None) or default_url(root, index_url) or "(none)"
-    return store_unavailable(e, index_url or f"sqlite:///{(root / 'index.sqlite').resolve()}", optuna_url)
+    return store_unavailable(e, index_url_for(root, index_url), optuna_url)

@@ -263,6 +263,9 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+STAGED_GLOB = ".*.tmp-*"   # what _staged's temporary names look like (rebuild_index removes stale ones)
+
+
 def _staged(path: Path, write) -> Path:
     """Writes ``path``'s content to a temporary name beside it and fsyncs it; the caller renames it into place."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -335,6 +338,11 @@ def _read_only_engine(url: str) -> sa.Engine | None:
     return sa.create_engine(f"sqlite:///file:{Path(path).resolve()}?mode=ro&uri=true")
 
 
+def index_url_for(root: str | os.PathLike, index_url: str | None = None) -> str:
+    """``index_url``, or the default index of the results folder ``root``: SQLite in ``<root>/index.sqlite``."""
+    return index_url or f"sqlite:///{(Path(root) / 'index.sqlite').resolve()}"
+
+
 class ResultStore:
     def __init__(self, root: str | os.PathLike, index_url: str | None = None, claim_timeout_s: float | None = None,
                  heartbeat_s: float | None = None, read_only: bool = False):
@@ -348,7 +356,7 @@ class ResultStore:
                 raise BenchError(f"no results folder at {self.root} (give --results or set MMRL_RESULTS)")
         else:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
-        self.index_url = index_url or f"sqlite:///{(self.root / 'index.sqlite').resolve()}"
+        self.index_url = index_url_for(self.root, index_url)
         self.heartbeat_s = float(heartbeat_s if heartbeat_s is not None else HEARTBEAT_S)
         self.claim_timeout_s = float(claim_timeout_s if claim_timeout_s is not None else CLAIM_TIMEOUT_S)
         if not (self.heartbeat_s > 0 and self.claim_timeout_s >= 2 * self.heartbeat_s):
@@ -645,7 +653,7 @@ class ResultStore:
         self._writable()
         out: dict[str, list[str]] = {"done": [], "dropped": [], "unreadable": [], "removed": []}
         stale_before = time.time() - self.claim_timeout_s
-        for tmp in sorted(self.runs_dir.glob(".*.tmp-*")):
+        for tmp in sorted(self.runs_dir.glob(STAGED_GLOB)):
             try:
                 if tmp.stat().st_mtime < stale_before:
                     tmp.unlink()
@@ -747,7 +755,7 @@ def rebuild(root: str | os.PathLike, index_url: str | None = None) -> tuple["Res
     if not root.is_dir():
         raise BenchError(f"no results folder at {root}")
     moved = None
-    url = index_url or f"sqlite:///{(root / 'index.sqlite').resolve()}"
+    url = index_url_for(root, index_url)
     try:
         store = ResultStore(root, index_url)
         with store.engine.connect() as c:  # a damaged page may only show on a read

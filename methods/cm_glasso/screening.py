@@ -83,8 +83,8 @@ def components(edges: np.ndarray) -> list[np.ndarray]:
         labels = _dense_labels(edges)
     else:
         labels = connected_components(csr_matrix(edges), directed=False)[1]
-    _, labels = np.unique(labels, return_inverse=True)
-    n_comp = int(labels.max()) + 1 if len(labels) else 0
+    found, labels = np.unique(labels, return_inverse=True)
+    n_comp = len(found)
     order = np.argsort(labels, kind="stable")
     cuts = np.cumsum(np.bincount(labels, minlength=n_comp))[:-1]
     blocks = np.split(order, cuts)
